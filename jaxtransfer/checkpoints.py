@@ -1,0 +1,142 @@
+"""Orbax checkpoints of a run: the train state, the metrics history, the config.
+
+One `CheckpointManager` per run under `<workdir>/checkpoints`, saving three
+items per step: `state` (StandardSave: step, params, optimizer state, the
+running epoch sums), `history` (JSON: every epoch record so far, so
+metrics.jsonl can be rebuilt exactly from any checkpoint) and `config` (JSON).
+Kept: the latest `keep` checkpoints plus the best by val_loss. Orbax writes
+each step to a temporary directory and renames it when complete, so a run
+killed mid-save never restores a partial checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+from jaxtransfer.errors import UserError
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+
+
+def _preservation_policy(keep: int):
+  return checkpoint_managers.AnyPreservationPolicy([
+      checkpoint_managers.LatestN(keep),
+      # BestN keeps the last n of an ascending sort: reverse=True keeps the
+      # *lowest* val_loss. Checkpoints without metrics are LatestN's to keep.
+      checkpoint_managers.BestN(
+          get_metric_fn=lambda metrics: metrics["val_loss"], reverse=True, n=1,
+          keep_checkpoints_without_metrics=False),
+  ])
+
+
+class RunCheckpoints:
+  """The checkpoints of one run directory."""
+
+  def __init__(self, workdir: str, keep: int = 2, read_only: bool = False):
+    self.directory = checkpoint_dir(workdir)
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=_preservation_policy(keep),
+        create=not read_only, read_only=read_only)
+    self._manager = ocp.CheckpointManager(
+        self.directory, item_names=("state", "history", "config"),
+        options=options)
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state, history: list[dict[str, Any]],
+           config_dict: dict[str, Any], val_loss: float | None) -> None:
+    self._manager.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            history=ocp.args.JsonSave(history),
+            config=ocp.args.JsonSave(config_dict)),
+        metrics=None if val_loss is None else {"val_loss": float(val_loss)},
+        force=True)
+
+  def restore(self, step: int, abstract_state) -> tuple[Any, list[dict]]:
+    """(state, history) at `step`; `abstract_state` gives shapes and shardings."""
+    try:
+      restored = self._manager.restore(
+          step, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(abstract_state),
+              history=ocp.args.JsonRestore()))
+    except (ValueError, KeyError, TypeError) as e:
+      raise UserError(
+          f"checkpoint {self.directory}/{step} does not fit this model "
+          f"({type(e).__name__}: {str(e).splitlines()[0][:300]})") from e
+    return restored.state, list(restored.history)
+
+  def restore_history(self, step: int) -> list[dict[str, Any]]:
+    restored = self._manager.restore(
+        step, args=ocp.args.Composite(history=ocp.args.JsonRestore()))
+    return list(restored.history)
+
+  def restore_config(self, step: int) -> dict[str, Any]:
+    restored = self._manager.restore(
+        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    return dict(restored.config)
+
+  def restore_raw_state(self, step: int) -> dict[str, Any]:
+    """The saved state as a nested dict of arrays, without a target structure."""
+    restored = self._manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return restored.state
+
+  def best_step(self) -> int | None:
+    """The kept step with the lowest val_loss, from the latest history."""
+    latest = self.latest_step()
+    if latest is None:
+      return None
+    kept = set(self.steps())
+    scored = [(record["val_loss"], record["step"])
+              for record in self.restore_history(latest)
+              if record.get("step") in kept and record.get("val_loss") is not None]
+    return min(scored)[1] if scored else latest
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def find_run_dir(path: str) -> str:
+  """Accepts a run's workdir or its checkpoints/ folder; returns the workdir."""
+  path = os.path.abspath(os.path.expanduser(path))
+  if os.path.basename(path) == CHECKPOINT_SUBDIR:
+    path = os.path.dirname(path)
+  if not os.path.isdir(checkpoint_dir(path)):
+    raise UserError(f"no checkpoints found under {path} (expected a run's "
+                    f"workdir containing {CHECKPOINT_SUBDIR}/)")
+  return path
+
+
+def load_params(path: str) -> tuple[dict[str, Any], int]:
+  """The parameters of the latest checkpoint of the run at `path`, on the host."""
+  run_dir = find_run_dir(path)
+  store = RunCheckpoints(run_dir, read_only=True)
+  step = store.latest_step()
+  if step is None:
+    raise UserError(f"{checkpoint_dir(run_dir)} holds no complete checkpoint")
+  raw = store.restore_raw_state(step)
+  store.close()
+  if "params" not in raw:
+    raise UserError(f"checkpoint {checkpoint_dir(run_dir)}/{step} has no params")
+  logging.info("Loaded parameters from %s step %d", run_dir, step)
+  return jax.device_get(raw["params"]), step

@@ -1,0 +1,172 @@
+"""Helpers for the python config files in `configs/`, and config validation.
+
+The config files follow big_vision: `--config=configs/x.py:arg1,key=value`
+passes `arg1,key=value` to `get_config`, which reads it with `parse_arg`. Every
+config starts from `configs/default.py`, which returns a *locked* ConfigDict: a
+config file or a `--config.field=value` override that names a field that does
+not exist fails at once instead of being silently added.
+
+`validate` checks the values that types alone cannot (positive sizes, known
+choices); `identity` says which fields define a run, so that a workdir is never
+resumed with a different experiment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+import ml_collections
+
+from jaxtransfer.errors import UserError
+
+TASKS = ("classifier", "autoencoder")
+INITS = ("random", "autoencoder")
+VALIDATION_SPLITS = ("test", "holdout")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+KERNEL_INITS = ("torch", "lecun_normal", "he_normal", "he_uniform",
+                "glorot_normal", "glorot_uniform")
+
+# Fields that may change between a run and its resumption: they do not change
+# the trajectory (more epochs extend it; where data lives is not what it is).
+RESUMABLE_FIELDS = frozenset({
+    "num_epochs", "keep_checkpoints", "log_every_steps", "progress_bar",
+    "data_dir",
+})
+
+
+def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
+  """Parses `"smoke,num_seeds=3"` against `spec` (name -> default value).
+
+  A bare name sets a boolean option to True; `key=value` is converted to the
+  type of the default. Unknown names are an error naming the known ones.
+  """
+  result = ml_collections.ConfigDict(dict(spec))
+  if not arg:
+    return result
+  for item in arg.split(","):
+    item = item.strip()
+    if not item:
+      continue
+    key, eq, raw = item.partition("=")
+    if key not in spec:
+      raise UserError(
+          f"unknown config argument {key!r} in {arg!r}; known arguments: "
+          f"{', '.join(sorted(spec)) or '(none)'}")
+    default = spec[key]
+    if not eq:
+      if not isinstance(default, bool):
+        raise UserError(f"config argument {key!r} needs a value: {key}=...")
+      result[key] = True
+    elif isinstance(default, bool):
+      if raw.lower() not in ("true", "false", "1", "0"):
+        raise UserError(f"config argument {key}={raw!r}: expected true/false")
+      result[key] = raw.lower() in ("true", "1")
+    else:
+      try:
+        result[key] = type(default)(raw)
+      except ValueError:
+        raise UserError(
+            f"config argument {key}={raw!r}: expected {type(default).__name__}"
+        ) from None
+  return result
+
+
+def known_fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  """All dotted field names of a config, sub-configs included."""
+  names = []
+  for key, value in config.items():
+    name = prefix + key
+    names.append(name)
+    if isinstance(value, ml_collections.ConfigDict):
+      names.extend(known_fields(value, name + "."))
+  return names
+
+
+def unknown_field_message(field: str, config: ml_collections.ConfigDict) -> str:
+  """One line for a field the config does not have, with the nearest known ones."""
+  names = known_fields(config)
+  near = difflib.get_close_matches(field, names, n=3, cutoff=0.6)
+  hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+  return (f"unknown config field {field!r}{hint} "
+          f"(known fields: {', '.join(sorted(n for n in names if '.' not in n))})")
+
+
+def _require(ok: bool, field: str, value: Any, problem: str) -> None:
+  if not ok:
+    raise UserError(f"config.{field}={value!r}: {problem}")
+
+
+def _one_of(config, field: str, choices) -> None:
+  value = config[field]
+  if value not in choices:
+    near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise UserError(
+        f"config.{field}={value!r} is not one of {', '.join(map(str, choices))}"
+        f"{hint}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises UserError naming the first field whose value cannot work."""
+  # Imported here: models pulls in jax, which the config files do not need.
+  from jaxtransfer import freezing, models
+
+  _one_of(config, "task", TASKS)
+  _one_of(config, "init", INITS)
+  _one_of(config, "validation", VALIDATION_SPLITS)
+  _one_of(config, "compute_dtype", COMPUTE_DTYPES)
+  _one_of(config, "kernel_init", KERNEL_INITS)
+  if config.trainable_rules is None:
+    _one_of(config, "freeze", tuple(freezing.PRESETS))
+  else:
+    freezing.check_rules(config.trainable_rules)
+  for field in ("num_epochs", "batch_size", "eval_batch_size",
+                "keep_checkpoints", "log_every_steps", "head_hidden"):
+    _require(config[field] >= 1, field, config[field], "must be at least 1")
+  for field in ("train_subset", "val_subset", "holdout_size"):
+    _require(config[field] >= 0, field, config[field],
+             "must be 0 (all) or a positive count")
+  _require(config.learning_rate > 0, "learning_rate", config.learning_rate,
+           "must be positive")
+  _require(
+      config.image_size >= models.MIN_IMAGE_SIZE, "image_size",
+      config.image_size,
+      f"the AlexNet body needs images of at least {models.MIN_IMAGE_SIZE} px")
+  _require(len(config.mean) == 3 and len(config.std) == 3, "mean/std",
+           (config.mean, config.std), "need one value per RGB channel")
+  _require(all(s > 0 for s in config.std), "std", config.std,
+           "must be positive")
+  degrees = tuple(config.augment.rotation_degrees)
+  _require(len(degrees) == 2 and degrees[0] <= degrees[1],
+           "augment.rotation_degrees", degrees, "expected (low, high), low <= high")
+  if config.validation == "holdout":
+    _require(config.holdout_size >= 1, "holdout_size", config.holdout_size,
+             "validation='holdout' needs at least one held-out example")
+  if config.task == "autoencoder":
+    _require(config.init == "random", "init", config.init,
+             "the autoencoder task trains from a random initialisation")
+  if config.init == "autoencoder" and config.task == "classifier":
+    _require(config.pretrain.num_epochs >= 1 or bool(config.ae_checkpoint),
+             "pretrain.num_epochs", config.pretrain.num_epochs,
+             "must be at least 1 when no ae_checkpoint is given")
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """A JSON-round-trippable dict of the config (tuples become lists)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def identity(config_dict: dict[str, Any]) -> dict[str, Any]:
+  """The fields that define a run's trajectory (everything but RESUMABLE_FIELDS)."""
+  return {k: v for k, v in config_dict.items() if k not in RESUMABLE_FIELDS}
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """Human-readable `field: old -> new` lines between two identity dicts."""
+  lines = []
+  for key in sorted(set(old) | set(new)):
+    if old.get(key) != new.get(key):
+      lines.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
+  return lines

@@ -1,0 +1,141 @@
+"""What `--mode=train` and `--mode=eval` do, in terms of the library.
+
+train: for `init='autoencoder'` without `ae_checkpoint`, first pre-train the
+autoencoder in <workdir>/autoencoder (its own resumable run), then train the
+classifier in <workdir> from its encoder.
+
+eval: restore a checkpoint (the latest, the best by val_loss, or a step)
+with every weight it holds, evaluate it, print one JSON line and write
+<workdir>/eval.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from absl import logging
+import jax
+import ml_collections
+
+from jaxtransfer import (checkpoints, configlib, data, initialization,
+                         training, workdir as workdir_lib)
+from jaxtransfer.errors import UserError
+
+
+def pretrain_config(config) -> ml_collections.ConfigDict:
+  """The autoencoder run that ae_init trains before the classifier.
+
+  Data and model fields are shared with the classifier; `config.pretrain`
+  gives the optimisation fields. No augmentation, all layers trained.
+  """
+  ae = ml_collections.ConfigDict(configlib.to_dict(config))
+  ae.task = "autoencoder"
+  ae.init = "random"
+  ae.ae_checkpoint = ""
+  ae.freeze = "none"
+  ae.trainable_rules = None
+  ae.num_epochs = config.pretrain.num_epochs
+  ae.learning_rate = config.pretrain.learning_rate
+  ae.batch_size = config.pretrain.batch_size
+  for field in ("hflip", "vflip", "rotate"):
+    ae.augment[field] = False
+  return ae
+
+
+def train(config, workdir: str, *, fresh: bool = False) -> list[dict[str, Any]]:
+  configlib.validate(config)
+  # Check (or claim) the workdir for this experiment before any stage runs.
+  workdir_lib.prepare(workdir, configlib.to_dict(config), fresh=fresh)
+  if (config.task == "classifier" and config.init == "autoencoder"
+      and not config.ae_checkpoint):
+    ae_config = pretrain_config(config)
+    logging.info("Pre-training the autoencoder in %s",
+                 initialization.autoencoder_run_dir(config, workdir))
+    training.train_and_evaluate(
+        ae_config, initialization.autoencoder_run_dir(config, workdir),
+        name="autoencoder")
+  return training.train_and_evaluate(config, workdir)
+
+
+def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` was started with (for --mode=eval)."""
+  stored = workdir_lib.read_config(workdir)
+  if stored is None:
+    raise UserError(f"{workdir} has no {workdir_lib.CONFIG_FILE}: is it a "
+                    "jaxtransfer workdir? Pass --config to evaluate anyway")
+  return ml_collections.ConfigDict(stored)
+
+
+def evaluate(config, workdir: str, which: str = "latest") -> dict[str, Any]:
+  """Evaluates a checkpoint of the run in `workdir` on its validation split
+  (and on the test split when validation is a held-out slice of train)."""
+  configlib.validate(config)
+  if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
+    raise UserError(f"no checkpoints in {workdir}: train first (--mode=train)")
+  store = checkpoints.RunCheckpoints(workdir, read_only=True)
+  try:
+    if which == "latest":
+      step = store.latest_step()
+    elif which == "best":
+      step = store.best_step()
+    else:
+      try:
+        step = int(which)
+      except ValueError:
+        raise UserError(f"--checkpoint={which!r}: expected latest, best or a "
+                        "step number") from None
+      if step not in store.steps():
+        raise UserError(f"no checkpoint at step {step} in {workdir} (kept: "
+                        f"{store.steps()})")
+    if step is None:
+      raise UserError(f"{checkpoints.checkpoint_dir(workdir)} holds no "
+                      "complete checkpoint")
+    stored_config = store.restore_config(step)
+    mine = workdir_lib._flatten(configlib.identity(configlib.to_dict(config)))
+    theirs = workdir_lib._flatten(configlib.identity(stored_config))
+    changed = configlib.differences(theirs, mine)
+    if changed:
+      raise UserError(f"--config differs from the config checkpoint {step} was "
+                      f"trained with ({'; '.join(changed)}); omit --config to "
+                      "use the stored one")
+
+    dataset = data.load_dataset(config)
+    steps_per_epoch = max(len(dataset.train) // config.batch_size, 1)
+    setup, init_state = training.build_setup(
+        config, dataset.num_classes, steps_per_epoch, config.batch_size,
+        config.learning_rate)
+    abstract = jax.eval_shape(init_state, jax.random.key(0))
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                       sharding=setup.replicated), abstract)
+    state, history = store.restore(step, abstract)
+  finally:
+    store.close()
+
+  evaluate_fn = training.make_evaluator(setup)
+  splits = {"val": dataset.val}
+  if config.validation != "test":
+    test_config = ml_collections.ConfigDict(configlib.to_dict(config))
+    test_config.validation, test_config.val_subset = "test", 0
+    splits["test"] = data.load_dataset(test_config).val
+  result = {"workdir": os.path.abspath(workdir), "checkpoint": which,
+            "step": step}
+  logged = next((r for r in history if r.get("step") == step), None)
+  if logged is not None:
+    result["epoch"] = logged["epoch"]
+  for split_name, split in splits.items():
+    eval_set = training.make_eval_set(split, config.eval_batch_size, setup)
+    sums = jax.device_get(evaluate_fn(state.params, eval_set.images,
+                                      eval_set.labels, eval_set.weights))
+    for key, value in setup.task.summarize(sums).items():
+      result[f"{split_name}_{key}"] = value
+    result[f"{split_name}_examples"] = len(split)
+  if logged is not None:
+    result["logged"] = {k: v for k, v in logged.items() if k.startswith("val_")}
+  workdir_lib.write_json_atomic(os.path.join(workdir, workdir_lib.EVAL_FILE),
+                                result)
+  print(json.dumps(result, sort_keys=True), file=sys.stdout, flush=True)
+  return result

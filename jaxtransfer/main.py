@@ -1,0 +1,186 @@
+"""Command line: parses flags and dispatches; the work lives in the modules.
+
+  python -m jaxtransfer.main --config=configs/ae_init.py --workdir=DIR
+  python -m jaxtransfer.main --config=configs/ae_init.py:smoke --workdir=DIR
+  python -m jaxtransfer.main --mode=eval --workdir=DIR [--checkpoint=best]
+
+`jaxtransfer` (the console script) is the same program. Mistakes in the input
+end in one line on stderr starting with `error:` and exit status 2; pass
+`--verbosity=1` to see the traceback as well.
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from jaxtransfer.errors import UserError
+
+FLAGS = flags.FLAGS
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None,
+    "A python config file, optionally with an argument: configs/ae_init.py:smoke."
+    " Fields are overridable as --config.field=value.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Directory for checkpoints, metrics and reports.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
+                          "train (resumes if the workdir holds a run) or eval.")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", "latest", "--mode=eval: 'latest', 'best' (by val_loss) or a step.")
+_FRESH = flags.DEFINE_bool(
+    "fresh", False, "Start over in a workdir that holds a run: the old run is "
+    "moved to <workdir>/archive/<time>/, nothing is deleted.")
+
+
+def _fail(message: str, exc: BaseException | None = None) -> None:
+  if exc is not None and _verbose():
+    import traceback
+    traceback.print_exception(exc)
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def _verbose() -> bool:
+  try:
+    return FLAGS.verbosity >= 1
+  except flags.UnparsedFlagAccessError:
+    return "-v" in sys.argv or any(a.startswith("--verbosity=") and
+                                   a != "--verbosity=0" for a in sys.argv)
+
+
+def _config_path(argv: list[str]) -> str | None:
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1].split(":", 1)[0]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1].split(":", 1)[0]
+  return None
+
+
+def _load_config_file(path: str, arg: str | None):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("_jaxtransfer_user_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def _diagnose_config_error(argv: list[str], exc: BaseException) -> str:
+  """Turns an error raised while loading/overriding the config into one line."""
+  from jaxtransfer import configlib
+
+  path = _config_path(argv)
+  if path is None:
+    return f"config: {exc}"
+  if not os.path.exists(path):
+    return f"config file {path} does not exist"
+  raw = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), path)
+  arg = raw.split(":", 1)[1] if ":" in raw else None
+  try:
+    config = _load_config_file(path, arg)
+  except UserError as e:
+    return f"{path}: {e}"
+  except AttributeError as e:  # a field set in the file that does not exist
+    field = str(e).split("'")[1] if "'" in str(e) else str(e)
+    return f"{path}: " + configlib.unknown_field_message(field, _base_config(path))
+  except Exception as e:  # pylint: disable=broad-except
+    return f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+  for arg_ in argv:
+    if arg_.startswith("--config."):
+      field = arg_[len("--config."):].split("=", 1)[0]
+      node = config
+      for part in field.split("."):
+        if not hasattr(node, "keys") or part not in node.keys():
+          return configlib.unknown_field_message(field, config)
+        node = node[part]
+  return f"config: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def _base_config(path: str):
+  """configs/default.py next to `path`, for listing the known fields."""
+  default = os.path.join(os.path.dirname(os.path.abspath(path)), "default.py")
+  return _load_config_file(default, None)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  path = _config_path(argv)
+  if path:
+    # Config files import their base as `from configs import default`: put
+    # the folder that holds configs/ on the path, as `python -m` from the
+    # repository root would.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(path))))
+  try:
+    remaining = FLAGS(argv)
+    if path:
+      _CONFIG.value.keys()  # a config file that failed to load raises here
+    return remaining
+  except flags.Error as e:
+    _fail(str(e).replace("\n", " "), e)
+  except (UserError, AttributeError, KeyError, TypeError, ValueError,
+          OSError, ImportError, SyntaxError) as e:
+    _fail(_diagnose_config_error(argv, e), e)
+
+
+class _QuietLibraries:
+  """Lets INFO lines through only from jaxtransfer (orbax logs every file it
+  writes at INFO), and drops a few warnings that are expected here."""
+
+  _EXPECTED_WARNINGS = (
+      "OpenCV is not installed",  # TFDS decodes PNGs with PIL instead
+      "read_only=True, setting save_interval_steps=0",  # eval opens read-only
+      "Given directory is read only",
+  )
+
+  def filter(self, record) -> bool:
+    if _verbose():
+      return True
+    if record.levelno >= std_logging.WARNING:
+      message = record.getMessage()
+      return not any(w in message for w in self._EXPECTED_WARNINGS)
+    return f"{os.sep}jaxtransfer{os.sep}" in record.pathname
+
+
+def main(argv: list[str]) -> None:
+  logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
+  try:
+    _dispatch(argv[1:])
+  except UserError as e:
+    _fail(str(e), e)
+
+
+def _dispatch(positional: list[str]) -> None:
+  from jaxtransfer import experiment
+
+  if positional:
+    raise UserError(f"unexpected arguments {positional} (flags are "
+                    "--config, --workdir, --mode, --checkpoint, --fresh)")
+  if not _WORKDIR.value:
+    raise UserError("--workdir is required")
+  workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
+  config = _CONFIG.value
+  if _MODE.value == "train":
+    if config is None:
+      raise UserError("--config is required for --mode=train "
+                      "(e.g. --config=configs/ae_init.py)")
+    experiment.train(config, workdir, fresh=_FRESH.value)
+  else:
+    if config is None:
+      config = experiment.config_from_workdir(workdir)
+      logging.info("Using the config stored in %s", workdir)
+    experiment.evaluate(config, workdir, _CHECKPOINT.value)
+
+
+def run() -> None:
+  """Console-script entry point."""
+  app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+  run()

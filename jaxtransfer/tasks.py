@@ -1,0 +1,64 @@
+"""What a model is trained to do: its loss and the metrics summed over an epoch.
+
+A task turns (model, params, inputs, labels, weights) into the mean loss that
+is differentiated and a dict of *sums* (loss_sum, count, ...). Sums add up
+across steps, devices and padded evaluation batches (padding has weight 0);
+`summarize` divides them once, on the host, at the end of an epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationTask:
+  """Cross-entropy on integer labels; reports loss and accuracy."""
+  name: str = "classifier"
+  sum_names: tuple[str, ...] = ("loss_sum", "correct", "count")
+
+  def loss_and_sums(self, model, params, inputs, labels, weights):
+    logits = model.apply({"params": params}, inputs)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    count = jnp.sum(weights)
+    sums = {"loss_sum": jnp.sum(losses * weights),
+            "correct": jnp.sum(correct * weights), "count": count}
+    return sums["loss_sum"] / jnp.maximum(count, 1.0), sums
+
+  def summarize(self, sums: dict[str, Any]) -> dict[str, float]:
+    count = max(float(sums["count"]), 1.0)
+    return {"loss": float(sums["loss_sum"]) / count,
+            "accuracy": float(sums["correct"]) / count}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReconstructionTask:
+  """Mean squared error between the reconstruction and the model's input."""
+  name: str = "autoencoder"
+  sum_names: tuple[str, ...] = ("loss_sum", "count")
+
+  def loss_and_sums(self, model, params, inputs, labels, weights):
+    del labels
+    reconstruction = model.apply({"params": params}, inputs)
+    errors = jnp.mean(
+        jnp.square(reconstruction - inputs.astype(jnp.float32)), axis=(1, 2, 3))
+    count = jnp.sum(weights)
+    sums = {"loss_sum": jnp.sum(errors * weights), "count": count}
+    return sums["loss_sum"] / jnp.maximum(count, 1.0), sums
+
+  def summarize(self, sums: dict[str, Any]) -> dict[str, float]:
+    return {"loss": float(sums["loss_sum"]) / max(float(sums["count"]), 1.0)}
+
+
+def make_task(config):
+  return ReconstructionTask() if config.task == "autoencoder" else ClassificationTask()
+
+
+def zero_sums(task) -> dict[str, jax.Array]:
+  return {name: jnp.zeros((), jnp.float32) for name in task.sum_names}

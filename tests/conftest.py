@@ -1,0 +1,61 @@
+"""Shared fixtures: the real CIFAR-10 copy, tiny configs, running the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_TFDS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "tfds")
+
+# The prepared CIFAR-10 beside the repository (as CI has it) unless the user
+# points TFDS elsewhere.
+if "TFDS_DATA_DIR" not in os.environ and os.path.isdir(SHARED_TFDS):
+  os.environ["TFDS_DATA_DIR"] = SHARED_TFDS
+
+if REPO_ROOT not in sys.path:
+  sys.path.insert(0, REPO_ROOT)  # `from configs import default`
+
+
+def cifar10_dir() -> str | None:
+  data_dir = os.environ.get("TFDS_DATA_DIR")
+  if data_dir and os.path.isdir(os.path.join(data_dir, "cifar10")):
+    return data_dir
+  return None
+
+
+needs_cifar10 = pytest.mark.skipif(
+    cifar10_dir() is None,
+    reason="needs a prepared TFDS cifar10 (set TFDS_DATA_DIR; CI uses ../shared/tfds)")
+
+
+def tiny_config(**overrides):
+  """A classifier config that trains in seconds on 2 CPU cores."""
+  from configs import default
+
+  config = default.get_config()
+  config.image_size = 64
+  config.train_subset = 320
+  config.val_subset = 200
+  config.batch_size = 32
+  config.eval_batch_size = 100
+  config.num_epochs = 2
+  config.progress_bar = False
+  config.log_every_steps = 5
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+  """`python -m jaxtransfer.main ARGS` from the repository root."""
+  return subprocess.run(
+      [sys.executable, "-m", "jaxtransfer.main", *args], cwd=REPO_ROOT,
+      capture_output=True, text=True, timeout=timeout, env=dict(os.environ))

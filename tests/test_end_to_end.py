@@ -1,0 +1,161 @@
+"""Whole runs on real CIFAR-10: the smoke pipeline, eval, resume, workdir safety."""
+
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import needs_cifar10, run_cli, tiny_config
+from jaxtransfer import checkpoints, experiment, initialization, workdir
+from jaxtransfer.errors import UserError
+
+REQUIRED_FIELDS = {"epoch", "train_loss", "train_accuracy", "val_loss",
+                   "val_accuracy", "epoch_seconds", "compile_seconds"}
+
+
+def _metrics(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+  """`configs/ae_init.py:smoke` through the CLI, as a user runs it."""
+  workdir = tmp_path_factory.mktemp("ae_init_smoke")
+  result = run_cli("--config=configs/ae_init.py:smoke", f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+@needs_cifar10
+def test_smoke_ae_init_writes_metrics_checkpoints_and_beats_chance(smoke_run):
+  from configs import ae_init
+  config = ae_init.get_config("smoke")
+  records = _metrics(smoke_run / "metrics.jsonl")
+  assert [r["epoch"] for r in records] == list(range(1, config.num_epochs + 1))
+  for record in records:
+    assert REQUIRED_FIELDS <= set(record)
+    assert record["epoch_seconds"] > 0
+  # 10 classes: chance is 0.10. A clear margin, on 1,000 test images.
+  assert records[-1]["val_accuracy"] >= 0.2, records[-1]
+  assert records[-1]["val_loss"] < records[0]["val_loss"]
+  assert os.listdir(smoke_run / "checkpoints")
+  ae_records = _metrics(smoke_run / "autoencoder" / "metrics.jsonl")
+  assert len(ae_records) == config.pretrain.num_epochs
+  assert ae_records[-1]["val_loss"] < ae_records[0]["train_loss"]
+  assert os.listdir(smoke_run / "autoencoder" / "checkpoints")
+
+
+@needs_cifar10
+def test_classifier_body_starts_from_the_autoencoder_encoder(smoke_run):
+  ae_params, _ = checkpoints.load_params(str(smoke_run / "autoencoder"))
+  config = json.loads((smoke_run / "config.json").read_text())
+  assert config["init"] == "autoencoder"
+  # The classifier trained all layers from the encoder: its body moved, but
+  # stays far closer to the encoder than an independent random init would.
+  cls_params, _ = checkpoints.load_params(str(smoke_run))
+  encoder = np.asarray(ae_params["body"]["conv3"]["kernel"])
+  trained = np.asarray(cls_params["body"]["conv3"]["kernel"])
+  correlation = np.corrcoef(encoder.ravel(), trained.ravel())[0, 1]
+  assert correlation > 0.5, correlation
+
+
+@needs_cifar10
+def test_eval_mode_reproduces_the_logged_validation_metrics(smoke_run):
+  last = _metrics(smoke_run / "metrics.jsonl")[-1]
+  result = run_cli("--mode=eval", f"--workdir={smoke_run}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert report["step"] == last["step"]
+  assert report["val_loss"] == pytest.approx(last["val_loss"], rel=1e-6)
+  assert report["val_accuracy"] == last["val_accuracy"]
+  assert json.loads((smoke_run / "eval.json").read_text()) == report
+
+
+@needs_cifar10
+def test_eval_best_checkpoint_picks_the_lowest_val_loss(smoke_run):
+  records = _metrics(smoke_run / "metrics.jsonl")
+  result = run_cli("--mode=eval", f"--workdir={smoke_run}", "--checkpoint=best")
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  kept = set(int(s) for s in os.listdir(smoke_run / "checkpoints") if s.isdigit())
+  best = min((r for r in records if r["step"] in kept),
+             key=lambda r: r["val_loss"])
+  assert report["step"] == best["step"]
+  assert report["val_loss"] == pytest.approx(best["val_loss"], rel=1e-6)
+
+
+@needs_cifar10
+def test_resumed_run_continues_the_same_trajectory(tmp_path):
+  straight = experiment.train(tiny_config(num_epochs=3), str(tmp_path / "a"))
+  experiment.train(tiny_config(num_epochs=2), str(tmp_path / "b"))
+  resumed = experiment.train(tiny_config(num_epochs=3), str(tmp_path / "b"))
+  assert [r["epoch"] for r in resumed] == [1, 2, 3]
+  assert resumed[-1]["steps_in_this_process"] == straight[-1]["steps_in_this_process"]
+  for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "step"):
+    assert [r[key] for r in resumed] == [r[key] for r in straight], key
+  assert _metrics(tmp_path / "b" / "metrics.jsonl") == resumed
+
+
+@needs_cifar10
+def test_finished_run_is_not_trained_again(tmp_path):
+  first = experiment.train(tiny_config(num_epochs=1), str(tmp_path))
+  again = experiment.train(tiny_config(num_epochs=1), str(tmp_path))
+  assert again == first
+
+
+def _snapshot(root):
+  return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+          for d, _, files in os.walk(root) for f in files}
+
+
+@needs_cifar10
+def test_workdir_of_another_config_is_refused_then_archived_with_fresh(tmp_path):
+  experiment.train(tiny_config(num_epochs=1), str(tmp_path))
+  before = _snapshot(tmp_path)
+  with pytest.raises(UserError) as error:
+    experiment.train(tiny_config(num_epochs=1, learning_rate=0.01), str(tmp_path))
+  message = str(error.value)
+  assert "learning_rate: 0.001 -> 0.01" in message and "--fresh" in message
+  assert _snapshot(tmp_path) == before  # nothing touched
+  experiment.train(tiny_config(num_epochs=1, learning_rate=0.01), str(tmp_path),
+                   fresh=True)
+  archived = list((tmp_path / workdir.ARCHIVE_DIR).iterdir())
+  assert len(archived) == 1
+  old_config = json.loads((archived[0] / "config.json").read_text())
+  assert old_config["learning_rate"] == 0.001
+  assert (archived[0] / "metrics.jsonl").exists()
+  assert json.loads((tmp_path / "config.json").read_text())["learning_rate"] == 0.01
+
+
+def test_missing_autoencoder_checkpoint_is_a_clear_error(tmp_path):
+  config = tiny_config(init="autoencoder", ae_checkpoint=str(tmp_path / "nope"))
+  with pytest.raises(UserError, match="nope does not exist"):
+    initialization.load_body_params(config, str(tmp_path))
+
+
+def test_autoencoder_checkpoint_of_other_shapes_lists_the_mismatches(tmp_path):
+  from jaxtransfer import models
+  import jax
+  fresh = jax.eval_shape(
+      lambda: models.Classifier(10).init(jax.random.key(0),
+                                         jnp.zeros((1, 64, 64, 3)))["params"])
+  fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), fresh)
+  wrong_body = {
+      "conv1": {"kernel": np.zeros((5, 5, 3, 64), np.float32),
+                "bias": np.zeros(64, np.float32)},
+      **{f"conv{i}": fresh["body"][f"conv{i}"] for i in (2, 3, 4)},
+  }  # conv1 of the wrong shape, conv5 missing
+  store = checkpoints.RunCheckpoints(str(tmp_path / "ae"))
+  store.save(1, {"params": {"body": wrong_body}}, [], {}, None)
+  store.close()
+  config = tiny_config(init="autoencoder", ae_checkpoint=str(tmp_path / "ae"))
+  body, source = initialization.load_body_params(config, str(tmp_path))
+  with pytest.raises(UserError) as error:
+    initialization.merge_body(fresh, body, source)
+  message = str(error.value)
+  assert "body/conv1/kernel: shape (5, 5, 3, 64), expected (11, 11, 3, 64)" in message
+  assert "body/conv5/kernel: missing" in message and "body/conv5/bias: missing" in message
+  assert "body/conv2" not in message
