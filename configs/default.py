@@ -52,11 +52,18 @@ def get_config(arg=None):
   config.kernel_init = "torch"  # PyTorch's default init, as in the seed study
   config.compute_dtype = "float32"  # or 'bfloat16' (parameters stay float32)
 
-  # Initialisation: 'random', or 'autoencoder' (body from an autoencoder
-  # checkpoint: ae_checkpoint, or pre-trained into <workdir>/autoencoder with
-  # the `pretrain` settings below when ae_checkpoint is '').
+  # Initialisation of the body (the head starts random unless noted):
+  #   'random'
+  #   'autoencoder': from an autoencoder run (ae_checkpoint), or one
+  #       pre-trained into <workdir>/autoencoder with `pretrain` below when
+  #       ae_checkpoint is ''
+  #   'imagenet': torchvision's ImageNet AlexNet, converted into init_weights
+  #       by `jaxtransfer convert`
+  #   'checkpoint': a jaxtransfer classifier run's workdir (init_weights); its
+  #       head is reused when it has the same shapes (same classes)
   config.init = "random"
   config.ae_checkpoint = ""
+  config.init_weights = ""
 
   # Freezing: a preset ('none', 'head' = only the head trains, 'head+conv5'),
   # or explicit ordered (regex, trainable) rules over parameter paths such as

@@ -22,7 +22,7 @@ import ml_collections
 from jaxtransfer.errors import UserError
 
 TASKS = ("classifier", "autoencoder")
-INITS = ("random", "autoencoder")
+INITS = ("random", "autoencoder", "imagenet", "checkpoint")
 VALIDATION_SPLITS = ("test", "holdout")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 KERNEL_INITS = ("torch", "lecun_normal", "he_normal", "he_uniform",
@@ -147,6 +147,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.task == "autoencoder":
     _require(config.init == "random", "init", config.init,
              "the autoencoder task trains from a random initialisation")
+  if config.init in ("imagenet", "checkpoint"):
+    from jaxtransfer import conversion
+    _require(bool(config.init_weights), "init_weights", config.init_weights,
+             f"init={config.init!r} needs the directory to load from"
+             + (f" (make it with: {conversion.CONVERT_COMMAND})"
+                if config.init == "imagenet" else " (a classifier run's workdir)"))
   if config.init == "autoencoder" and config.task == "classifier":
     _require(config.pretrain.num_epochs >= 1 or bool(config.ae_checkpoint),
              "pretrain.num_epochs", config.pretrain.num_epochs,

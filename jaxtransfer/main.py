@@ -3,6 +3,7 @@
   python -m jaxtransfer.main --config=configs/ae_init.py --workdir=DIR
   python -m jaxtransfer.main --config=configs/ae_init.py:smoke --workdir=DIR
   python -m jaxtransfer.main --mode=eval --workdir=DIR [--checkpoint=best]
+  jaxtransfer convert --torch_checkpoint=alexnet-owt-7be5be79.pth --out=DIR
 
 `jaxtransfer` (the console script) is the same program. Mistakes in the input
 end in one line on stderr starting with `error:` and exit status 2; pass
@@ -34,6 +35,14 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
                           "train (resumes if the workdir holds a run) or eval.")
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", "latest", "--mode=eval: 'latest', 'best' (by val_loss) or a step.")
+_TORCH_CHECKPOINT = flags.DEFINE_string(
+    "torch_checkpoint", None, "convert: a torchvision AlexNet state_dict "
+    "(.pth, read with torch.load(weights_only=True), or .safetensors).")
+_OUT = flags.DEFINE_string("out", None, "convert: a new directory for the "
+                           "converted Flax parameters (orbax).")
+_WITH_CLASSIFIER = flags.DEFINE_bool(
+    "with_classifier", False, "convert: also convert the 1000-way ImageNet "
+    "classifier (fc6-fc8), not only the body.")
 _FRESH = flags.DEFINE_bool(
     "fresh", False, "Start over in a workdir that holds a run: the old run is "
     "moved to <workdir>/archive/<time>/, nothing is deleted.")
@@ -155,12 +164,33 @@ def main(argv: list[str]) -> None:
     _fail(str(e), e)
 
 
+def _convert(positional: list[str]) -> None:
+  from jaxtransfer import conversion
+
+  if positional:
+    raise UserError(f"convert takes flags only, got {positional}")
+  if not _TORCH_CHECKPOINT.value or not _OUT.value:
+    raise UserError("usage: jaxtransfer convert --torch_checkpoint=FILE "
+                    "--out=DIR [--with_classifier]")
+  info = conversion.convert_file(_TORCH_CHECKPOINT.value, _OUT.value,
+                                 _WITH_CLASSIFIER.value)
+  print(f"Converted {info['source']} -> {os.path.abspath(_OUT.value)} "
+        f"({len(info['shapes'])} arrays; SHA-256 {info['sha256'][:12]}...)")
+
+
+SUBCOMMANDS = {"convert": _convert}
+
+
 def _dispatch(positional: list[str]) -> None:
   from jaxtransfer import experiment
 
+  if positional and positional[0] in SUBCOMMANDS:
+    SUBCOMMANDS[positional[0]](positional[1:])
+    return
   if positional:
-    raise UserError(f"unexpected arguments {positional} (flags are "
-                    "--config, --workdir, --mode, --checkpoint, --fresh)")
+    raise UserError(f"unexpected arguments {positional}: the subcommands are "
+                    f"{', '.join(SUBCOMMANDS)}; otherwise use --mode, --config, "
+                    "--workdir")
   if not _WORKDIR.value:
     raise UserError("--workdir is required")
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))

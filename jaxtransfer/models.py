@@ -201,6 +201,47 @@ class Autoencoder(nn.Module):
     return self.decoder(self.body(x))
 
 
+def adaptive_avg_pool(x: jax.Array, output_size: int) -> jax.Array:
+  """PyTorch's AdaptiveAvgPool2d on NHWC: output bin i averages input rows
+  floor(i * H / out) .. ceil((i + 1) * H / out) - 1 (likewise columns)."""
+  def bins(size):
+    return [(i * size // output_size, -(-(i + 1) * size // output_size))
+            for i in range(output_size)]
+
+  rows = [jnp.mean(x[:, a:b], axis=1) for a, b in bins(x.shape[1])]
+  x = jnp.stack(rows, axis=1)  # [B, out, W, C]
+  cols = [jnp.mean(x[:, :, a:b], axis=2) for a, b in bins(x.shape[2])]
+  return jnp.stack(cols, axis=2)  # [B, out, out, C]
+
+
+class TorchvisionAlexNet(nn.Module):
+  """torchvision's whole AlexNet (body, 6x6 adaptive average pool, 1000-way
+  classifier; dropout omitted: evaluation only), to check converted weights.
+
+  `classifier/fc6` takes the pooled features flattened in NHWC order; the
+  converter reorders PyTorch's (C, H, W) columns to match.
+  """
+  num_classes: int = 1000
+
+  def setup(self):
+    self.body = AlexNetBody()
+    self.classifier = ImageNetClassifier(self.num_classes)
+
+  def __call__(self, x):
+    return self.classifier(adaptive_avg_pool(self.body(x), 6))
+
+
+class ImageNetClassifier(nn.Module):
+  num_classes: int = 1000
+
+  @nn.compact
+  def __call__(self, pooled):
+    x = pooled.reshape(pooled.shape[0], -1)
+    x = nn.relu(nn.Dense(4096, name="fc6")(x))
+    x = nn.relu(nn.Dense(4096, name="fc7")(x))
+    return nn.Dense(self.num_classes, name="fc8")(x)
+
+
 def make_model(config, num_classes: int) -> nn.Module:
   """The model the config's task trains."""
   check_image_size(config.image_size)

@@ -286,13 +286,13 @@ def _train(config, config_dict, workdir, store, name) -> list[dict[str, Any]]:
       abstract_state)
 
   if latest is None:
-    pretrained = initialization.load_body_params(config, workdir)
+    pretrained = initialization.load_pretrained(config, workdir)
     params = None
     if pretrained is not None:
-      body, source = pretrained
+      loaded, source = pretrained
       fresh_params = jax.device_get(
           jax.jit(lambda k: init_state(k).params)(keys.init))
-      params = initialization.merge_body(fresh_params, body, source)
+      params = initialization.merge_pretrained(fresh_params, loaded, source)
       logging.info("%s: body initialised from %s", name, source)
     state = jax.jit(init_state, out_shardings=setup.replicated)(keys.init, params)
     history = []

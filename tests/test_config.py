@@ -9,7 +9,7 @@ from conftest import run_cli, tiny_config
 from jaxtransfer import configlib
 from jaxtransfer.errors import UserError
 
-CONFIGS = ["default", "random_init", "autoencoder", "ae_init"]
+CONFIGS = ["default", "random_init", "autoencoder", "ae_init", "imagenet_init"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -17,6 +17,10 @@ CONFIGS = ["default", "random_init", "autoencoder", "ae_init"]
 def test_every_config_loads_and_validates(name, arg):
   module = importlib.import_module(f"configs.{name}")
   config = module.get_config(arg)
+  if name == "imagenet_init":
+    with pytest.raises(UserError, match="jaxtransfer convert"):
+      configlib.validate(config)  # init_weights is the user's to give
+    config.init_weights = "/converted/weights"
   configlib.validate(config)
   if arg == "smoke":
     assert config.train_subset > 0 and config.image_size < 128
@@ -25,8 +29,9 @@ def test_every_config_loads_and_validates(name, arg):
 
 
 def test_config_roles():
-  from configs import ae_init, autoencoder, random_init
+  from configs import ae_init, autoencoder, imagenet_init, random_init
   assert ae_init.get_config().init == "autoencoder"
+  assert imagenet_init.get_config().init == "imagenet"
   assert autoencoder.get_config().task == "autoencoder"
   assert random_init.get_config().init == "random"
 

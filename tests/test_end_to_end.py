@@ -133,7 +133,7 @@ def test_workdir_of_another_config_is_refused_then_archived_with_fresh(tmp_path)
 def test_missing_autoencoder_checkpoint_is_a_clear_error(tmp_path):
   config = tiny_config(init="autoencoder", ae_checkpoint=str(tmp_path / "nope"))
   with pytest.raises(UserError, match="nope does not exist"):
-    initialization.load_body_params(config, str(tmp_path))
+    initialization.load_pretrained(config, str(tmp_path))
 
 
 def test_autoencoder_checkpoint_of_other_shapes_lists_the_mismatches(tmp_path):
@@ -152,9 +152,9 @@ def test_autoencoder_checkpoint_of_other_shapes_lists_the_mismatches(tmp_path):
   store.save(1, {"params": {"body": wrong_body}}, [], {}, None)
   store.close()
   config = tiny_config(init="autoencoder", ae_checkpoint=str(tmp_path / "ae"))
-  body, source = initialization.load_body_params(config, str(tmp_path))
+  loaded, source = initialization.load_pretrained(config, str(tmp_path))
   with pytest.raises(UserError) as error:
-    initialization.merge_body(fresh, body, source)
+    initialization.merge_pretrained(fresh, loaded, source)
   message = str(error.value)
   assert "body/conv1/kernel: shape (5, 5, 3, 64), expected (11, 11, 3, 64)" in message
   assert "body/conv5/kernel: missing" in message and "body/conv5/bias: missing" in message
