@@ -26,6 +26,13 @@ def get_config(arg=None):
   # 'autoencoder' (AlexNet body as encoder + a decoder, MSE reconstruction).
   config.task = "classifier"
   config.seed = 0  # model init, data order and augmentation all derive from it
+  # Models trained side by side in one compiled program (jax.vmap over a seed
+  # axis): seeds seed, seed+1, ..., each with its own init, data order and
+  # augmentation; seed k is the run of --config.seed=k alone.
+  config.num_seeds = 1
+  # How the seeds share the program: 'vmap' (batched kernels), 'unroll' (one
+  # copy of the step per seed), or 'auto' (vmap on GPU/TPU, unroll on CPU).
+  config.seed_parallelism = "auto"
 
   # Data (TFDS). data_dir '' means $TFDS_DATA_DIR, else TFDS's default.
   config.dataset = "cifar10"

@@ -103,10 +103,14 @@ class RunCheckpoints:
     if latest is None:
       return None
     kept = set(self.steps())
-    scored = [(record["val_loss"], record["step"])
-              for record in self.restore_history(latest)
-              if record.get("step") in kept and record.get("val_loss") is not None]
-    return min(scored)[1] if scored else latest
+    losses: dict[int, list[float]] = {}
+    for record in self.restore_history(latest):
+      if record.get("step") in kept and record.get("val_loss") is not None:
+        losses.setdefault(record["step"], []).append(record["val_loss"])
+    if not losses:
+      return latest
+    # The same ranking as BestN: the mean over seeds of a step's val_loss.
+    return min(losses, key=lambda step: (sum(losses[step]) / len(losses[step]), step))
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

@@ -25,6 +25,7 @@ TASKS = ("classifier", "autoencoder")
 INITS = ("random", "autoencoder", "imagenet", "checkpoint")
 VALIDATION_SPLITS = ("test", "holdout")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+SEED_PARALLELISM = ("auto", "vmap", "unroll")
 KERNEL_INITS = ("torch", "lecun_normal", "he_normal", "he_uniform",
                 "glorot_normal", "glorot_uniform")
 
@@ -118,11 +119,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "validation", VALIDATION_SPLITS)
   _one_of(config, "compute_dtype", COMPUTE_DTYPES)
   _one_of(config, "kernel_init", KERNEL_INITS)
+  _one_of(config, "seed_parallelism", SEED_PARALLELISM)
   if config.trainable_rules is None:
     _one_of(config, "freeze", tuple(freezing.PRESETS))
   else:
     freezing.check_rules(config.trainable_rules)
-  for field in ("num_epochs", "batch_size", "eval_batch_size",
+  for field in ("num_epochs", "num_seeds", "batch_size", "eval_batch_size",
                 "keep_checkpoints", "log_every_steps", "head_hidden"):
     _require(config[field] >= 1, field, config[field], "must be at least 1")
   for field in ("train_subset", "val_subset", "holdout_size"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 from absl import logging
 import jax
@@ -140,33 +141,40 @@ def _select(source, indices: np.ndarray, subset: int, num_classes: int) -> Split
   return _read(source, indices)
 
 
-def load_dataset(config) -> Dataset:
-  """Reads the train and validation splits the config asks for."""
-  data_dir = resolve_data_dir(config)
-  sources = open_sources(config.dataset, data_dir)
+def _splits(config, sources) -> tuple[Any, np.ndarray, Any, np.ndarray, str]:
+  """(train source, train indices, val source, val indices, val name)."""
   train_source, test_source = sources["train"], sources["test"]
-  label_feature = train_source.dataset_info.features["label"]
-  num_classes = label_feature.num_classes
-
   n_train = len(train_source)
   if config.validation == "holdout":
     if config.holdout_size >= n_train:
       raise UserError(
           f"config.holdout_size={config.holdout_size} leaves no training "
           f"examples (the train split has {n_train})")
-    train_indices = np.arange(n_train - config.holdout_size)
-    val_source = train_source
-    val_indices = np.arange(n_train - config.holdout_size, n_train)
-    val_name = f"holdout (last {config.holdout_size} of train)"
-  else:
-    train_indices = np.arange(n_train)
-    val_source, val_indices, val_name = test_source, np.arange(len(test_source)), "test"
+    cut = n_train - config.holdout_size
+    return (train_source, np.arange(cut), train_source, np.arange(cut, n_train),
+            f"holdout (last {config.holdout_size} of train)")
+  return (train_source, np.arange(n_train), test_source,
+          np.arange(len(test_source)), "test")
 
-  train = _select(train_source, train_indices, config.train_subset, num_classes)
+
+def load_dataset(config, *, validation_only: bool = False) -> Dataset:
+  """Reads the train and validation splits the config asks for (with
+  validation_only, the training split is left empty)."""
+  data_dir = resolve_data_dir(config)
+  sources = open_sources(config.dataset, data_dir)
+  label_feature = sources["train"].dataset_info.features["label"]
+  num_classes = label_feature.num_classes
+  train_source, train_indices, val_source, val_indices, val_name = _splits(
+      config, sources)
   val = _select(val_source, val_indices, config.val_subset, num_classes)
+  if validation_only:
+    train = Split(np.zeros((0, *val.images.shape[1:]), np.uint8),
+                  np.zeros(0, np.int32))
+  else:
+    train = _select(train_source, train_indices, config.train_subset, num_classes)
   logging.info("Loaded %s from %s: %d train, %d validation (%s) images of %s",
                config.dataset, data_dir or "TFDS default dir", len(train),
-               len(val), val_name, train.images.shape[1:])
+               len(val), val_name, val.images.shape[1:])
   return Dataset(train, val, num_classes, tuple(label_feature.names), val_name)
 
 

@@ -31,12 +31,16 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
   Data and model fields are shared with the classifier; `config.pretrain`
   gives the optimisation fields. No augmentation, all layers trained.
   """
-  ae = ml_collections.ConfigDict(configlib.to_dict(config))
+  fields = configlib.to_dict(config)
+  fields.pop("study", None)
+  ae = ml_collections.ConfigDict(fields)
   ae.task = "autoencoder"
   ae.init = "random"
   ae.ae_checkpoint = ""
   ae.freeze = "none"
   ae.trainable_rules = None
+  ae.num_seeds = 1  # one autoencoder, shared by every seed of the classifier
+  ae.init_weights = ""
   ae.num_epochs = config.pretrain.num_epochs
   ae.learning_rate = config.pretrain.learning_rate
   ae.batch_size = config.pretrain.batch_size
@@ -54,10 +58,32 @@ def train(config, workdir: str, *, fresh: bool = False) -> list[dict[str, Any]]:
     ae_config = pretrain_config(config)
     logging.info("Pre-training the autoencoder in %s",
                  initialization.autoencoder_run_dir(config, workdir))
-    training.train_and_evaluate(
-        ae_config, initialization.autoencoder_run_dir(config, workdir),
-        name="autoencoder")
+    ae_dir = initialization.autoencoder_run_dir(config, workdir)
+    training.train_and_evaluate(ae_config, ae_dir, name="autoencoder")
+    write_reconstructions(ae_config, ae_dir)
   return training.train_and_evaluate(config, workdir)
+
+
+def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
+  """Saves `count` validation images and the autoencoder's reconstructions
+  of them (seed 0, latest checkpoint), both in [0, 1] at image_size, to
+  <run_dir>/reconstructions.npz, for the report's picture."""
+  import numpy as np
+  from jaxtransfer import models, report
+
+  params, step = checkpoints.load_params(run_dir)
+  params = jax.tree.map(lambda a: a[0], params)
+  val = data.load_dataset(config, validation_only=True).val
+  model = models.make_model(config, num_classes=0)
+  mean, std = np.asarray(config.mean), np.asarray(config.std)
+  inputs = data.to_model_input(data.to_unit_float(val.images[:count]),
+                               config.image_size, tuple(mean), tuple(std))
+  outputs = model.apply({"params": params}, inputs)
+  unnormalise = lambda x: np.asarray(x, np.float32) * std + mean
+  path = os.path.join(run_dir, report.RECONSTRUCTIONS_FILE)
+  np.savez_compressed(path, inputs=unnormalise(inputs),
+                      reconstructions=unnormalise(outputs), step=step)
+  return path
 
 
 def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:
@@ -69,9 +95,13 @@ def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(stored)
 
 
-def evaluate(config, workdir: str, which: str = "latest") -> dict[str, Any]:
+def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]]:
   """Evaluates a checkpoint of the run in `workdir` on its validation split
-  (and on the test split when validation is a held-out slice of train)."""
+  (and on the test split when validation is a held-out slice of train).
+
+  Prints one JSON line per seed; eval.json holds that record (one seed) or
+  the list of them.
+  """
   configlib.validate(config)
   if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
     raise UserError(f"no checkpoints in {workdir}: train first (--mode=train)")
@@ -107,11 +137,10 @@ def evaluate(config, workdir: str, which: str = "latest") -> dict[str, Any]:
     setup, init_state = training.build_setup(
         config, dataset.num_classes, steps_per_epoch, config.batch_size,
         config.learning_rate)
-    abstract = jax.eval_shape(init_state, jax.random.key(0))
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                       sharding=setup.replicated), abstract)
-    state, history = store.restore(step, abstract)
+    seeds = training.seeds_of(config)
+    keys = training.RunKeys.from_seeds(seeds)
+    state, history = store.restore(
+        step, training.abstract_state(init_state, keys.init, setup))
   finally:
     store.close()
 
@@ -121,21 +150,23 @@ def evaluate(config, workdir: str, which: str = "latest") -> dict[str, Any]:
     test_config = ml_collections.ConfigDict(configlib.to_dict(config))
     test_config.validation, test_config.val_subset = "test", 0
     splits["test"] = data.load_dataset(test_config).val
-  result = {"workdir": os.path.abspath(workdir), "checkpoint": which,
-            "step": step}
-  logged = next((r for r in history if r.get("step") == step), None)
-  if logged is not None:
-    result["epoch"] = logged["epoch"]
+  results = [{"workdir": os.path.abspath(workdir), "checkpoint": which,
+              "step": step, "seed": seed} for seed in seeds]
   for split_name, split in splits.items():
     eval_set = training.make_eval_set(split, config.eval_batch_size, setup)
     sums = jax.device_get(evaluate_fn(state.params, eval_set.images,
                                       eval_set.labels, eval_set.weights))
-    for key, value in setup.task.summarize(sums).items():
-      result[f"{split_name}_{key}"] = value
-    result[f"{split_name}_examples"] = len(split)
-  if logged is not None:
-    result["logged"] = {k: v for k, v in logged.items() if k.startswith("val_")}
+    for result, summary in zip(results, training.seed_records(
+        setup.task, sums, split_name)):
+      result.update(summary)
+      result[f"{split_name}_examples"] = len(split)
+  for result in results:
+    logged = next((r for r in history if r.get("step") == step
+                   and r.get("seed", result["seed"]) == result["seed"]), None)
+    if logged is not None:
+      result["epoch"] = logged["epoch"]
+      result["logged"] = {k: v for k, v in logged.items() if k.startswith("val_")}
+    print(json.dumps(result, sort_keys=True), file=sys.stdout, flush=True)
   workdir_lib.write_json_atomic(os.path.join(workdir, workdir_lib.EVAL_FILE),
-                                result)
-  print(json.dumps(result, sort_keys=True), file=sys.stdout, flush=True)
-  return result
+                                results[0] if len(results) == 1 else results)
+  return results

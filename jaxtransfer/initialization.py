@@ -29,11 +29,36 @@ def autoencoder_run_dir(config, workdir: str) -> str:
   return config.ae_checkpoint or os.path.join(workdir, AUTOENCODER_SUBDIR)
 
 
+def _stack(tree, num_seeds: int):
+  """A tree of one model's arrays, repeated along a new leading seed axis."""
+  return jax.tree.map(
+      lambda a: np.broadcast_to(np.asarray(a), (num_seeds, *np.shape(a))).copy(),
+      tree)
+
+
+def _from_run(stored, num_seeds: int, source: str):
+  """Per-seed parameters from a run's stacked parameters [S_source, ...]:
+  seed k from seed k when the run has as many seeds, else its first seed."""
+  leading = {np.shape(a)[0] if np.ndim(a) else None
+             for a in jax.tree.leaves(stored)}
+  if len(leading) != 1 or None in leading:
+    raise UserError(f"{source} does not hold a jaxtransfer run's parameters "
+                    "(expected every array to have the same leading seed axis)")
+  source_seeds = leading.pop()
+  if source_seeds == num_seeds:
+    return stored
+  logging.info("%s has %d seeds, this run %d: every seed starts from its "
+               "first", source, source_seeds, num_seeds)
+  return _stack(jax.tree.map(lambda a: np.asarray(a)[0], stored), num_seeds)
+
+
 def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
   """(parameter subtrees to load, description) for config.init; None = random.
 
-  The tree always has `body`; it has `head` only for init='checkpoint',
-  where the source run's head is reused if its shapes fit (same classes).
+  Arrays have a leading axis of config.num_seeds (one copy per seed, or per
+  seed from a run with as many seeds). The tree always has `body`; it has
+  `head` only for init='checkpoint', where the source run's head is reused if
+  its shapes fit (same classes).
   """
   if config.init == "random":
     return None
@@ -46,7 +71,8 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
           "'' to pre-train one into <workdir>/autoencoder)")
     params, step = checkpoints.load_params(source)
     _require_body(params, source, "an autoencoder run")
-    return {"body": params["body"]}, f"autoencoder {source} step {step}"
+    return ({"body": _from_run(params["body"], config.num_seeds, source)},
+            f"autoencoder {source} step {step}")
   if config.init == "imagenet":
     if not config.init_weights:
       raise UserError(
@@ -55,7 +81,8 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
           f"{conversion.CONVERT_COMMAND}")
     params = conversion.load_converted(config.init_weights)
     _require_body(params, config.init_weights, "converted AlexNet weights")
-    return {"body": params["body"]}, f"ImageNet weights {config.init_weights}"
+    return ({"body": _stack(params["body"], config.num_seeds)},
+            f"ImageNet weights {config.init_weights}")
   if config.init == "checkpoint":
     if not config.init_weights:
       raise UserError("config.init='checkpoint' needs config.init_weights=the "
@@ -65,6 +92,7 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
     loaded = {"body": params["body"]}
     if "head" in params:
       loaded["head"] = params["head"]
+    loaded = _from_run(loaded, config.num_seeds, config.init_weights)
     return loaded, f"checkpoint {config.init_weights} step {step}"
   raise UserError(f"config.init={config.init!r} is not supported")
 
@@ -76,18 +104,20 @@ def _require_body(params, source: str, what: str) -> None:
 
 
 def _mismatches(prefix: str, expected_tree, found_tree) -> list[str]:
+  """Paths whose arrays are missing, unexpected or of another shape; shapes
+  are compared and shown per model (without the leading seed axis)."""
   expected = dict(freezing.named_leaves(expected_tree))
   found = dict(freezing.named_leaves(found_tree))
+  shape = lambda a: tuple(np.shape(a))[1:]
   problems = []
   for name in sorted(set(expected) | set(found)):
     if name not in found:
-      problems.append(f"{prefix}/{name}: missing (expected "
-                      f"{tuple(expected[name].shape)})")
+      problems.append(f"{prefix}/{name}: missing (expected {shape(expected[name])})")
     elif name not in expected:
-      problems.append(f"{prefix}/{name}: unexpected {tuple(np.shape(found[name]))}")
-    elif tuple(np.shape(found[name])) != tuple(expected[name].shape):
-      problems.append(f"{prefix}/{name}: shape {tuple(np.shape(found[name]))}, "
-                      f"expected {tuple(expected[name].shape)}")
+      problems.append(f"{prefix}/{name}: unexpected {shape(found[name])}")
+    elif shape(found[name]) != shape(expected[name]):
+      problems.append(f"{prefix}/{name}: shape {shape(found[name])}, "
+                      f"expected {shape(expected[name])}")
   return problems
 
 

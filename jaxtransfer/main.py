@@ -3,7 +3,9 @@
   python -m jaxtransfer.main --config=configs/ae_init.py --workdir=DIR
   python -m jaxtransfer.main --config=configs/ae_init.py:smoke --workdir=DIR
   python -m jaxtransfer.main --mode=eval --workdir=DIR [--checkpoint=best]
+  python -m jaxtransfer.main --config=configs/study.py:smoke --workdir=DIR
   jaxtransfer convert --torch_checkpoint=alexnet-owt-7be5be79.pth --out=DIR
+  jaxtransfer report DIR
 
 `jaxtransfer` (the console script) is the same program. Mistakes in the input
 end in one line on stderr starting with `error:` and exit status 2; pass
@@ -178,7 +180,15 @@ def _convert(positional: list[str]) -> None:
         f"({len(info['shapes'])} arrays; SHA-256 {info['sha256'][:12]}...)")
 
 
-SUBCOMMANDS = {"convert": _convert}
+def _report(positional: list[str]) -> None:
+  from jaxtransfer import report
+
+  if len(positional) != 1:
+    raise UserError("usage: jaxtransfer report WORKDIR")
+  print(report.write_report(os.path.expanduser(positional[0])))
+
+
+SUBCOMMANDS = {"convert": _convert, "report": _report}
 
 
 def _dispatch(positional: list[str]) -> None:
@@ -199,7 +209,11 @@ def _dispatch(positional: list[str]) -> None:
     if config is None:
       raise UserError("--config is required for --mode=train "
                       "(e.g. --config=configs/ae_init.py)")
-    experiment.train(config, workdir, fresh=_FRESH.value)
+    from jaxtransfer import study
+    if study.is_study(config):
+      study.run(config, workdir, fresh=_FRESH.value)
+    else:
+      experiment.train(config, workdir, fresh=_FRESH.value)
   else:
     if config is None:
       config = experiment.config_from_workdir(workdir)

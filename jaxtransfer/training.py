@@ -11,9 +11,16 @@ the train state. The host only dispatches steps, fetches the sums once per
 epoch (and the running loss every `log_every_steps` for the progress bar),
 evaluates, checkpoints and writes a line to metrics.jsonl.
 
+Seeds: a run trains `config.num_seeds` models (seeds config.seed,
+config.seed + 1, ...) in one compiled program: `train_step` is written for one
+model and `jax.vmap`ped over a leading seed axis of the parameters, optimizer
+state, metric sums and PRNG keys; the data on the device is shared. Every
+array in the state has that axis, also for a single seed (size 1).
+
 Determinism: the data order of epoch e is a permutation drawn from
 fold_in(data_key, e) and the augmentation of step s from fold_in(aug_key, s),
-all from config.seed. A resumed run therefore continues the same trajectory.
+all from the model's seed. A resumed run therefore continues the same
+trajectory, and seed k of a vectorised run is the run of seed k alone.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import time
 from typing import Any, Callable
 
@@ -40,6 +48,7 @@ from jaxtransfer.errors import UserError
 
 @flax.struct.dataclass
 class TrainState:
+  """One model's state; the loop holds a stack of them (leading seed axis)."""
   step: jax.Array  # global step (int32); epoch = step // steps_per_epoch
   params: Any
   opt_state: Any
@@ -48,15 +57,19 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class RunKeys:
-  """All randomness of a run, derived from config.seed."""
+  """All randomness of a run: one key per seed for each use, stacked."""
   init: jax.Array
   data: jax.Array
   augment: jax.Array
 
   @classmethod
-  def from_seed(cls, seed: int) -> "RunKeys":
-    init, data_key, augment_key = jax.random.split(jax.random.key(seed), 3)
-    return cls(init, data_key, augment_key)
+  def from_seeds(cls, seeds) -> "RunKeys":
+    split = jnp.stack([jax.random.split(jax.random.key(s), 3) for s in seeds])
+    return cls(split[:, 0], split[:, 1], split[:, 2])
+
+
+def seeds_of(config) -> list[int]:
+  return [config.seed + k for k in range(config.num_seeds)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +78,7 @@ class Setup:
   model: Any
   task: Any
   tx: optax.GradientTransformation
-  trainable: Any  # pytree of Python bools, like params
+  trainable: Any  # pytree of Python bools, like one model's params
   augment: augment.AugmentOptions
   image_size: int
   mean: tuple[float, ...]
@@ -74,6 +87,7 @@ class Setup:
   batch_size: int
   steps_per_epoch: int
   mesh: jax.sharding.Mesh
+  seed_parallelism: str = "vmap"  # resolved: 'vmap' or 'unroll'
 
   @property
   def replicated(self) -> NamedSharding:
@@ -104,7 +118,8 @@ def _prepare_inputs(setup: Setup, images_uint8, key=None):
 
 def train_step(setup: Setup, state: TrainState, images, labels, order,
                augment_key) -> TrainState:
-  """One optimizer step on batch `state.step % steps_per_epoch` of `order`."""
+  """One optimizer step of one model on batch `state.step % steps_per_epoch`
+  of its `order`. The loop runs it vmapped over seeds (`make_train_step`)."""
   position = state.step % setup.steps_per_epoch
   indices = jax.lax.dynamic_slice_in_dim(order, position * setup.batch_size,
                                          setup.batch_size)
@@ -133,8 +148,45 @@ def train_step(setup: Setup, state: TrainState, images, labels, order,
                        metric_sums=metric_sums)
 
 
+def resolve_seed_parallelism(choice: str) -> str:
+  """'auto': 'vmap' on accelerators; 'unroll' on the CPU, where XLA lowers a
+  vmapped convolution with per-seed kernels to a grouped convolution that
+  runs ~3.7x slower than separate ones (BENCHMARKS.md)."""
+  if choice != "auto":
+    return choice
+  return "unroll" if jax.default_backend() == "cpu" else "vmap"
+
+
+def over_seeds(fn: Callable, in_axes: tuple, strategy: str) -> Callable:
+  """fn for one model -> fn over a leading seed axis (arguments with axis 0).
+
+  'vmap' batches the models into one set of kernels; 'unroll' traces fn once
+  per seed into the same program. Both give one compiled program and the
+  same results as each seed run alone.
+  """
+  if strategy == "vmap":
+    return jax.vmap(fn, in_axes=in_axes)
+
+  def unrolled(*args):
+    num_seeds = {jax.tree.leaves(a)[0].shape[0]
+                 for a, axis in zip(args, in_axes) if axis == 0}.pop()
+    outputs = [
+        fn(*(jax.tree.map(lambda x, i=i: x[i], a) if axis == 0 else a
+             for a, axis in zip(args, in_axes)))
+        for i in range(num_seeds)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
+
+  return unrolled
+
+
+def make_train_step(setup: Setup):
+  """train_step over stacked models: per-seed state, order and key; shared data."""
+  return over_seeds(functools.partial(train_step, setup), (0, None, None, 0, 0),
+                    setup.seed_parallelism)
+
+
 def evaluate_batches(setup: Setup, params, images, labels, weights):
-  """Metric sums over a padded evaluation set [num_batches, B, ...], one call."""
+  """One model's metric sums over a padded evaluation set [num_batches, B, ...]."""
 
   def body(totals, batch):
     batch_images, batch_labels, batch_weights = (
@@ -150,9 +202,11 @@ def evaluate_batches(setup: Setup, params, images, labels, weights):
 
 
 def make_evaluator(setup: Setup):
-  """jit(evaluate_batches) for this setup; training and --mode=eval share it,
-  so a restored checkpoint evaluates to exactly the logged numbers."""
-  return jax.jit(functools.partial(evaluate_batches, setup))
+  """jit(vmap(evaluate_batches)) over stacked params: training and
+  --mode=eval share it, so a restored checkpoint evaluates to exactly the
+  logged numbers."""
+  return jax.jit(over_seeds(functools.partial(evaluate_batches, setup),
+                            (0, None, None, None), setup.seed_parallelism))
 
 
 def epoch_order(data_key, epoch, num_examples: int, length: int):
@@ -185,10 +239,11 @@ def make_eval_set(split: data.Split, batch_size: int, setup: Setup) -> EvalSet:
 
 def build_setup(config, num_classes: int, steps_per_epoch: int,
                 batch_size: int, learning_rate: float) -> tuple[Setup, Any]:
-  """The model, optimizer and static options; returns (setup, init_fn).
+  """The model, optimizer and static options; returns (setup, init_state).
 
-  init_fn(key) -> TrainState with fresh parameters (used under jax.eval_shape
-  for restoring, and for real for a fresh run).
+  init_state(keys [S], params=None) -> TrainState stacked over S seeds, with
+  fresh parameters or the given stacked ones (used under jax.eval_shape for
+  restoring, and for real for a fresh run).
   """
   model = models.make_model(config, num_classes)
   task = tasks.make_task(config)
@@ -205,31 +260,49 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
       image_size=config.image_size, mean=tuple(config.mean),
       std=tuple(config.std),
       dtype=jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32,
-      batch_size=batch_size, steps_per_epoch=steps_per_epoch, mesh=mesh)
+      batch_size=batch_size, steps_per_epoch=steps_per_epoch, mesh=mesh,
+      seed_parallelism=resolve_seed_parallelism(config.seed_parallelism))
 
-  def init_state(key, params=None) -> TrainState:
+  def init_one(key, params):
     if params is None:
       params = model.init(key, sample)["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       opt_state=tx.init(params),
                       metric_sums=tasks.zero_sums(task))
 
+  def init_state(keys, params=None) -> TrainState:
+    return jax.vmap(init_one)(keys, params)
+
   return setup, init_state
 
 
-def _summary_fields(task, sums, prefix: str) -> dict[str, float]:
-  return {f"{prefix}_{k}": v for k, v in task.summarize(sums).items()}
+def abstract_state(init_state, keys, setup: Setup):
+  """Shapes, dtypes and shardings of the stacked state, for restoring."""
+  shapes = jax.eval_shape(init_state, keys)
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=setup.replicated),
+      shapes)
+
+
+def seed_records(task, sums, prefix: str) -> list[dict[str, float]]:
+  """Per-seed summaries of stacked metric sums."""
+  sums = jax.tree.map(np.atleast_1d, sums)
+  count = len(sums["count"])
+  return [{f"{prefix}_{k}": v for k, v in task.summarize(
+      {name: value[i] for name, value in sums.items()}).items()}
+          for i in range(count)]
 
 
 class _Progress:
   """A tqdm bar over an epoch's steps showing the loss and images/s."""
 
   def __init__(self, enabled: bool, total: int, initial: int, desc: str,
-               batch_size: int):
+               images_per_step: int, position: int = 0):
     self._bar = tqdm.tqdm(total=total, initial=initial, desc=desc,
                           disable=not enabled, dynamic_ncols=True,
-                          leave=False, unit="step", mininterval=1.0)
-    self._batch_size = batch_size
+                          leave=False, unit="step", mininterval=1.0,
+                          position=position)
+    self._images_per_step = images_per_step
     self._start = time.perf_counter()
     self._done = 0
 
@@ -237,7 +310,7 @@ class _Progress:
     self._done += steps
     self._bar.update(steps)
     if running_loss is not None:
-      rate = self._done * self._batch_size / max(
+      rate = self._done * self._images_per_step / max(
           time.perf_counter() - self._start, 1e-9)
       self._bar.set_postfix(loss=f"{running_loss:.4f}", img_s=f"{rate:,.0f}")
 
@@ -245,32 +318,83 @@ class _Progress:
     self._bar.close()
 
 
+@dataclasses.dataclass
+class Hooks:
+  """How a caller (the study) follows a run: a label for its progress bar,
+  the bar's screen row, and a callback after each epoch."""
+  label: str = ""
+  bar_position: int = 0
+  on_epoch_end: Callable[[int], None] | None = None
+  verbose: bool = True  # False: per-run and per-epoch lines go to DEBUG
+
+
 def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
-                       name: str = "classifier") -> list[dict[str, Any]]:
+                       name: str = "classifier",
+                       hooks: Hooks | None = None) -> list[dict[str, Any]]:
   """Trains the config's task in `workdir` (resuming if possible).
 
-  Returns the full metrics history (one record per epoch).
+  Returns the full metrics history: one record per epoch and seed.
   """
   configlib.validate(config)
   config_dict = configlib.to_dict(config)
   workdir_lib.prepare(workdir, config_dict, fresh=fresh)
   store = checkpoints.RunCheckpoints(workdir, keep=config.keep_checkpoints)
   try:
-    return _train(config, config_dict, workdir, store, name)
+    return _train(config, config_dict, workdir, store, name, hooks or Hooks())
   finally:
     store.close()
 
 
-def _train(config, config_dict, workdir, store, name) -> list[dict[str, Any]]:
+def finished_history(config, workdir: str) -> list[dict[str, Any]] | None:
+  """The history of a run in `workdir` that already reached num_epochs."""
+  if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
+    return None
+  store = checkpoints.RunCheckpoints(workdir, read_only=True)
+  try:
+    latest = store.latest_step()
+    if latest is None:
+      return None
+    history = store.restore_history(latest)
+  finally:
+    store.close()
+  if history and history[-1]["epoch"] >= config.num_epochs and (
+      history[-1]["step"] == latest):
+    return history
+  return None
+
+
+def _initial_state(config, workdir, store, setup, init_state, keys, name,
+                   log=logging.info):
+  """(state, history): the latest checkpoint's, or fresh (random/pre-trained)."""
   latest = store.latest_step()
   if latest is not None:
-    history = store.restore_history(latest)
-    if history and history[-1]["epoch"] >= config.num_epochs and (
-        history[-1]["step"] == latest):
-      logging.info("%s: %s already holds %d epochs; nothing to train.", name,
-                   workdir, history[-1]["epoch"])
-      workdir_lib.sync_metrics(workdir, history)
-      return history
+    # Resume: the checkpoint holds every weight, head included; no
+    # initialisation path runs on top of it.
+    state, history = store.restore(
+        latest, abstract_state(init_state, keys.init, setup))
+    log("%s: resumed %s from step %d", name, workdir, latest)
+    return state, history
+  pretrained = initialization.load_pretrained(config, workdir)
+  params = None
+  if pretrained is not None:
+    loaded, source = pretrained
+    fresh_params = jax.device_get(
+        jax.jit(lambda k: init_state(k).params)(keys.init))
+    params = initialization.merge_pretrained(fresh_params, loaded, source)
+    log("%s: body initialised from %s", name, source)
+  state = jax.jit(init_state, out_shardings=setup.replicated)(keys.init, params)
+  log("%s: starting from scratch in %s (init=%s, seeds %s)", name,
+               workdir, config.init, seeds_of(config))
+  return state, []
+
+
+def _train(config, config_dict, workdir, store, name, hooks) -> list[dict[str, Any]]:
+  done = finished_history(config, workdir)
+  if done is not None:
+    logging.info("%s: %s already holds %d epochs; nothing to train.", name,
+                 workdir, done[-1]["epoch"])
+    workdir_lib.sync_metrics(workdir, done)
+    return done
 
   dataset = data.load_dataset(config)
   steps_per_epoch = len(dataset.train) // config.batch_size
@@ -279,76 +403,59 @@ def _train(config, config_dict, workdir, store, name) -> list[dict[str, Any]]:
                     f"{len(dataset.train)} training examples")
   setup, init_state = build_setup(config, dataset.num_classes, steps_per_epoch,
                                   config.batch_size, config.learning_rate)
-  keys = RunKeys.from_seed(config.seed)
-  abstract_state = jax.eval_shape(init_state, keys.init)
-  abstract_state = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=setup.replicated),
-      abstract_state)
-
-  if latest is None:
-    pretrained = initialization.load_pretrained(config, workdir)
-    params = None
-    if pretrained is not None:
-      loaded, source = pretrained
-      fresh_params = jax.device_get(
-          jax.jit(lambda k: init_state(k).params)(keys.init))
-      params = initialization.merge_pretrained(fresh_params, loaded, source)
-      logging.info("%s: body initialised from %s", name, source)
-    state = jax.jit(init_state, out_shardings=setup.replicated)(keys.init, params)
-    history = []
-    logging.info("%s: starting from scratch in %s (init=%s)", name, workdir,
-                 config.init)
-  else:
-    # Resume: the checkpoint holds every weight, head included; no
-    # initialisation path runs on top of it.
-    state, history = store.restore(latest, abstract_state)
-    logging.info("%s: resumed %s from step %d", name, workdir, latest)
+  seeds = seeds_of(config)
+  keys = RunKeys.from_seeds(seeds)
+  log = logging.info if hooks.verbose else logging.debug
+  state, history = _initial_state(config, workdir, store, setup, init_state,
+                                  keys, name, log)
   workdir_lib.sync_metrics(workdir, history)
 
-  trainable_count, total_count = freezing.count_parameters(state.params,
+  one_model = jax.tree.map(lambda x: x[0], state.params)
+  trainable_count, total_count = freezing.count_parameters(one_model,
                                                            setup.trainable)
-  logging.info("%s: %d of %d parameters trainable (rules %s)", name,
+  log("%s: %d of %d parameters trainable per model (rules %s)", name,
                trainable_count, total_count, freezing.resolve_rules(config))
 
   images = jax.device_put(dataset.train.images, setup.replicated)
   labels = jax.device_put(dataset.train.labels, setup.replicated)
   eval_set = make_eval_set(dataset.val, config.eval_batch_size, setup)
-  order_length = steps_per_epoch * config.batch_size
-  make_order = jax.jit(functools.partial(epoch_order,
-                                         num_examples=len(dataset.train),
-                                         length=order_length),
-                       out_shardings=setup.replicated)
+  make_orders = jax.jit(
+      jax.vmap(functools.partial(epoch_order, num_examples=len(dataset.train),
+                                 length=steps_per_epoch * config.batch_size),
+               in_axes=(0, None)),
+      out_shardings=setup.replicated)
 
   compile_start = time.perf_counter()
-  step_fn = jax.jit(functools.partial(train_step, setup), donate_argnums=0,
+  step_fn = jax.jit(make_train_step(setup), donate_argnums=0,
                     out_shardings=setup.replicated).lower(
-                        state, images, labels, make_order(keys.data, 0),
+                        state, images, labels, make_orders(keys.data, 0),
                         keys.augment).compile()
   eval_fn = make_evaluator(setup).lower(
       state.params, eval_set.images, eval_set.labels, eval_set.weights).compile()
   compile_seconds = time.perf_counter() - compile_start
-  logging.info("%s: compiled the train and eval steps in %.1f s", name,
+  log("%s: compiled the train and eval steps in %.1f s", name,
                compile_seconds)
 
-  start_step = int(state.step)
+  start_step = int(state.step[0])
+  label = hooks.label or name
   for epoch in range(start_step // steps_per_epoch, config.num_epochs):
     first = max(start_step - epoch * steps_per_epoch, 0)  # >0: resumed mid-epoch
-    order = make_order(keys.data, epoch)
+    orders = make_orders(keys.data, epoch)
     progress = _Progress(config.progress_bar, steps_per_epoch, first,
-                         f"{name} epoch {epoch + 1}/{config.num_epochs}",
-                         config.batch_size)
+                         f"{label} epoch {epoch + 1}/{config.num_epochs}",
+                         config.batch_size * len(seeds), hooks.bar_position)
     epoch_start = time.perf_counter()
     reported = first
     for position in range(first, steps_per_epoch):
-      state = step_fn(state, images, labels, order, keys.augment)
-      done = position + 1
-      if done % config.log_every_steps == 0 or done == steps_per_epoch:
+      state = step_fn(state, images, labels, orders, keys.augment)
+      steps_done = position + 1
+      if steps_done % config.log_every_steps == 0 or steps_done == steps_per_epoch:
         # Fetching the running loss waits for this step: the only sync in an
         # epoch, every log_every_steps steps.
-        running = float(state.metric_sums["loss_sum"]) / max(
-            float(state.metric_sums["count"]), 1.0)
-        progress.update(done - reported, running)
-        reported = done
+        sums = jax.device_get(state.metric_sums)
+        running = float(np.mean(sums["loss_sum"] / np.maximum(sums["count"], 1)))
+        progress.update(steps_done - reported, running)
+        reported = steps_done
     train_sums = jax.device_get(state.metric_sums)
     epoch_seconds = time.perf_counter() - epoch_start
     progress.close()
@@ -359,29 +466,44 @@ def _train(config, config_dict, workdir, store, name) -> list[dict[str, Any]]:
     eval_seconds = time.perf_counter() - eval_start
 
     steps_run = steps_per_epoch - first
-    record = {
+    step = int(state.step[0])
+    shared = {
         "epoch": epoch + 1,
-        "step": int(state.step),
-        **_summary_fields(setup.task, train_sums, "train"),
-        **_summary_fields(setup.task, val_sums, "val"),
+        "step": step,
         "epoch_seconds": round(epoch_seconds, 4),
         "eval_seconds": round(eval_seconds, 4),
         "compile_seconds": round(compile_seconds, 4),
         "train_images_per_second": round(
-            steps_run * config.batch_size / epoch_seconds, 2),
+            steps_run * config.batch_size * len(seeds) / epoch_seconds, 2),
         "trainable_parameters": trainable_count,
+        "train_examples": len(dataset.train),
+        "val_examples": len(dataset.val),
+        "num_seeds": len(seeds),
         "steps_in_this_process": steps_run,
     }
-    if not all(math.isfinite(v) for v in record.values()
-               if isinstance(v, float)):
-      raise UserError(
-          f"{name}: non-finite metrics at epoch {epoch + 1} (step "
-          f"{int(state.step)}): {record}. The last good checkpoint "
-          f"({store.latest_step()}) is kept; lower the learning rate?")
-    history.append(record)
-    store.save(record["step"], state, history, config_dict, record["val_loss"])
-    workdir_lib.append_metrics(workdir, record)
-    logging.info("%s epoch %d/%d: %s", name, epoch + 1, config.num_epochs,
-                 ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in record.items() if k != "epoch"))
+    records = [{**shared, "seed": seed, **train, **val} for seed, train, val in zip(
+        seeds, seed_records(setup.task, train_sums, "train"),
+        seed_records(setup.task, val_sums, "val"))]
+    for record in records:
+      bad = [k for k, v in record.items()
+             if isinstance(v, float) and not math.isfinite(v)]
+      if bad:
+        raise UserError(
+            f"{name}: non-finite {', '.join(bad)} for seed {record['seed']} at "
+            f"epoch {epoch + 1} (step {step}). The last good checkpoint "
+            f"({store.latest_step()}) is kept; lower the learning rate?")
+    history.extend(records)
+    mean_val_loss = float(np.mean([r["val_loss"] for r in records]))
+    store.save(step, state, history, config_dict, mean_val_loss)
+    for record in records:
+      workdir_lib.append_metrics(workdir, record)
+    if hooks.verbose:
+      logging.info("%s epoch %d/%d (%.1f s): %s", name, epoch + 1,
+                   config.num_epochs, epoch_seconds, "; ".join(
+                       f"seed {r['seed']}: " + ", ".join(
+                           f"{k}={r[k]:.4g}" for k in r
+                           if k.startswith(("train_loss", "train_acc", "val_")))
+                       for r in records))
+    if hooks.on_epoch_end is not None:
+      hooks.on_epoch_end(epoch + 1)
   return history

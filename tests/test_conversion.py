@@ -232,16 +232,18 @@ def test_imagenet_init_without_converted_weights_names_the_command(tmp_path):
     conversion.load_converted(str(tmp_path))
 
 
+def _stacked_params(num_classes, seed):
+  params = models.Classifier(num_classes).init(
+      jax.random.key(seed), jnp.zeros((1, 64, 64, 3)))["params"]
+  return jax.tree.map(lambda a: np.asarray(a)[None], params)  # one seed
+
+
 def test_checkpoint_head_is_reused_only_when_its_shapes_fit():
-  fresh = jax.tree.map(np.asarray, models.Classifier(10).init(
-      jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"])
-  other = jax.tree.map(np.asarray, models.Classifier(10).init(
-      jax.random.key(1), jnp.zeros((1, 64, 64, 3)))["params"])
+  fresh, other = _stacked_params(10, 0), _stacked_params(10, 1)
   merged = initialization.merge_pretrained(fresh, other, "same classes")
   np.testing.assert_array_equal(merged["head"]["fc2"]["kernel"],
                                 other["head"]["fc2"]["kernel"])
-  hundred = jax.tree.map(np.asarray, models.Classifier(100).init(
-      jax.random.key(1), jnp.zeros((1, 64, 64, 3)))["params"])
+  hundred = _stacked_params(100, 1)
   merged = initialization.merge_pretrained(fresh, hundred, "100 classes")
   np.testing.assert_array_equal(merged["head"]["fc2"]["kernel"],
                                 fresh["head"]["fc2"]["kernel"])
@@ -263,6 +265,6 @@ def test_imagenet_arm_trains_from_converted_weights(converted, tmp_path):
   # freeze=head: the body is exactly the converted ImageNet body.
   for layer, arrays in converted["params"]["body"].items():
     for name, value in arrays.items():
-      np.testing.assert_array_equal(trained["body"][layer][name], value)
+      np.testing.assert_array_equal(trained["body"][layer][name][0], value)
   records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert len(records) == 1 and records[0]["trainable_parameters"] < 1_000_000

@@ -56,8 +56,8 @@ def test_classifier_body_starts_from_the_autoencoder_encoder(smoke_run):
   # The classifier trained all layers from the encoder: its body moved, but
   # stays far closer to the encoder than an independent random init would.
   cls_params, _ = checkpoints.load_params(str(smoke_run))
-  encoder = np.asarray(ae_params["body"]["conv3"]["kernel"])
-  trained = np.asarray(cls_params["body"]["conv3"]["kernel"])
+  encoder = np.asarray(ae_params["body"]["conv3"]["kernel"][0])
+  trained = np.asarray(cls_params["body"]["conv3"]["kernel"][0])
   correlation = np.corrcoef(encoder.ravel(), trained.ravel())[0, 1]
   assert correlation > 0.5, correlation
 
@@ -142,14 +142,16 @@ def test_autoencoder_checkpoint_of_other_shapes_lists_the_mismatches(tmp_path):
   fresh = jax.eval_shape(
       lambda: models.Classifier(10).init(jax.random.key(0),
                                          jnp.zeros((1, 64, 64, 3)))["params"])
-  fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), fresh)
+  fresh = jax.tree.map(lambda s: np.zeros((1, *s.shape), s.dtype), fresh)
   wrong_body = {
       "conv1": {"kernel": np.zeros((5, 5, 3, 64), np.float32),
                 "bias": np.zeros(64, np.float32)},
-      **{f"conv{i}": fresh["body"][f"conv{i}"] for i in (2, 3, 4)},
+      **{f"conv{i}": jax.tree.map(lambda a: a[0], fresh["body"][f"conv{i}"])
+         for i in (2, 3, 4)},
   }  # conv1 of the wrong shape, conv5 missing
+  stacked = jax.tree.map(lambda a: a[None], wrong_body)  # one seed
   store = checkpoints.RunCheckpoints(str(tmp_path / "ae"))
-  store.save(1, {"params": {"body": wrong_body}}, [], {}, None)
+  store.save(1, {"params": {"body": stacked}}, [], {}, None)
   store.close()
   config = tiny_config(init="autoencoder", ae_checkpoint=str(tmp_path / "ae"))
   loaded, source = initialization.load_pretrained(config, str(tmp_path))

@@ -1,7 +1,6 @@
 """Freezing regimes: frozen weights stay bit-identical, carry no optimizer
 state, and cost no backward pass (counted in the compiled step)."""
 
-import functools
 import re
 
 import jax
@@ -23,10 +22,11 @@ TRAINABLE_LAYERS = {
 
 
 def _setup(freeze, batch=8, **overrides):
+  """A one-seed stacked state, as the training loop holds it."""
   config = tiny_config(freeze=freeze, batch_size=batch, **overrides)
   setup, init_state = training.build_setup(config, 10, steps_per_epoch=4,
                                            batch_size=batch, learning_rate=1e-3)
-  keys = training.RunKeys.from_seed(0)
+  keys = training.RunKeys.from_seeds([0])
   return setup, init_state(keys.init), keys
 
 
@@ -45,10 +45,10 @@ def _layer(name):
 def test_frozen_parameters_stay_bit_identical_and_trainable_ones_move(freeze):
   setup, state, keys = _setup(freeze)
   before = {k: np.asarray(v) for k, v in freezing.named_leaves(state.params)}
-  step = jax.jit(functools.partial(training.train_step, setup))
+  step = jax.jit(training.make_train_step(setup))
   images, labels, order = _fake_data()
   for _ in range(3):
-    state = step(state, images, labels, order, keys.augment)
+    state = step(state, images, labels, order[None], keys.augment)
   after = {k: np.asarray(v) for k, v in freezing.named_leaves(state.params)}
   for name, value in before.items():
     if _layer(name) in TRAINABLE_LAYERS[freeze]:
@@ -60,8 +60,9 @@ def test_frozen_parameters_stay_bit_identical_and_trainable_ones_move(freeze):
 @pytest.mark.parametrize("freeze", list(TRAINABLE_LAYERS))
 def test_frozen_parameters_have_no_optimizer_state(freeze):
   setup, state, _ = _setup(freeze)
-  trainable, total = freezing.count_parameters(state.params, setup.trainable)
-  state_sizes = sum(x.size for x in jax.tree.leaves(state.opt_state))
+  one = lambda tree: jax.tree.map(lambda x: x[0], tree)
+  trainable, total = freezing.count_parameters(one(state.params), setup.trainable)
+  state_sizes = sum(x.size for x in jax.tree.leaves(one(state.opt_state)))
   # Adam keeps mu and nu per trainable parameter, plus a step counter.
   assert state_sizes == 2 * trainable + 1
   if freeze != "none":
@@ -70,12 +71,14 @@ def test_frozen_parameters_have_no_optimizer_state(freeze):
 
 def test_every_parameter_must_match_a_rule():
   setup, state, _ = _setup("none")
+  state = state.replace(params=jax.tree.map(lambda x: x[0], state.params))
   with pytest.raises(UserError, match=r"head/fc1/kernel.*every parameter"):
     freezing.trainable_mask(state.params, (("body/.*", True),))
 
 
 def test_first_matching_rule_wins():
   _, state, _ = _setup("none")
+  state = state.replace(params=jax.tree.map(lambda x: x[0], state.params))
   mask = dict(freezing.named_leaves(freezing.trainable_mask(
       state.params, (("body/conv5/.*", True), ("body/.*", False), (".*", True)))))
   assert mask["body/conv5/kernel"] and mask["head/fc1/kernel"]
@@ -93,8 +96,8 @@ def test_explicit_rules_override_the_preset():
 def _convolutions_in_compiled_step(freeze):
   setup, state, keys = _setup(freeze)
   images, labels, order = _fake_data()
-  compiled = jax.jit(functools.partial(training.train_step, setup)).lower(
-      state, images, labels, order, keys.augment).compile()
+  compiled = jax.jit(training.make_train_step(setup)).lower(
+      state, images, labels, order[None], keys.augment).compile()
   return len(re.findall(r"\bconvolution\(", compiled.as_text()))
 
 
