@@ -11,6 +11,7 @@ killed mid-save never restores a partial checkpoint.
 
 from __future__ import annotations
 
+import logging as std_logging
 import os
 from typing import Any
 
@@ -19,9 +20,23 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from jaxtransfer import distributed
 from jaxtransfer.errors import UserError
 
 CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class _ReadOnlyNotices(std_logging.Filter):
+  """Orbax warns every time a manager is opened read-only, which is how
+  finished runs are inspected and checkpoints evaluated: expected, dropped."""
+
+  def filter(self, record) -> bool:
+    message = record.getMessage()
+    return not ("read_only=True, setting save_interval_steps" in message
+                or "Given directory is read only" in message)
+
+
+std_logging.getLogger("absl").addFilter(_ReadOnlyNotices())
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -143,4 +158,4 @@ def load_params(path: str) -> tuple[dict[str, Any], int]:
   if "params" not in raw:
     raise UserError(f"checkpoint {checkpoint_dir(run_dir)}/{step} has no params")
   logging.info("Loaded parameters from %s step %d", run_dir, step)
-  return jax.device_get(raw["params"]), step
+  return distributed.fetch(raw["params"]), step

@@ -20,7 +20,8 @@ from absl import logging
 import jax
 import ml_collections
 
-from jaxtransfer import (checkpoints, configlib, data, initialization,
+from jaxtransfer import (checkpoints, configlib, data, distributed,
+                         initialization,
                          training, workdir as workdir_lib)
 from jaxtransfer.errors import UserError
 
@@ -60,7 +61,8 @@ def train(config, workdir: str, *, fresh: bool = False) -> list[dict[str, Any]]:
                  initialization.autoencoder_run_dir(config, workdir))
     ae_dir = initialization.autoencoder_run_dir(config, workdir)
     training.train_and_evaluate(ae_config, ae_dir, name="autoencoder")
-    write_reconstructions(ae_config, ae_dir)
+    if distributed.is_primary():
+      write_reconstructions(ae_config, ae_dir)
   return training.train_and_evaluate(config, workdir)
 
 
@@ -138,7 +140,7 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
         config, dataset.num_classes, steps_per_epoch, config.batch_size,
         config.learning_rate)
     seeds = training.seeds_of(config)
-    keys = training.RunKeys.from_seeds(seeds)
+    keys = training.RunKeys.from_seeds(seeds, setup.replicated)
     state, history = store.restore(
         step, training.abstract_state(init_state, keys.init, setup))
   finally:
@@ -154,12 +156,17 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
               "step": step, "seed": seed} for seed in seeds]
   for split_name, split in splits.items():
     eval_set = training.make_eval_set(split, config.eval_batch_size, setup)
-    sums = jax.device_get(evaluate_fn(state.params, eval_set.images,
+    if setup.feature_cache:  # as the training loop evaluated it
+      eval_set.images = training.make_feature_extractor(setup)(
+          state.params, eval_set.images)
+    sums = distributed.fetch(evaluate_fn(state.params, eval_set.images,
                                       eval_set.labels, eval_set.weights))
     for result, summary in zip(results, training.seed_records(
         setup.task, sums, split_name)):
       result.update(summary)
       result[f"{split_name}_examples"] = len(split)
+  if not distributed.is_primary():
+    return results
   for result in results:
     logged = next((r for r in history if r.get("step") == step
                    and r.get("seed", result["seed"]) == result["seed"]), None)

@@ -45,6 +45,13 @@ _OUT = flags.DEFINE_string("out", None, "convert: a new directory for the "
 _WITH_CLASSIFIER = flags.DEFINE_bool(
     "with_classifier", False, "convert: also convert the 1000-way ImageNet "
     "classifier (fc6-fc8), not only the body.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Several processes: host:port of process 0 "
+    "(launch.sh sets it; under SLURM it is found automatically).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "Several processes: how many in all.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "Several processes: this one's index.")
 _FRESH = flags.DEFINE_bool(
     "fresh", False, "Start over in a workdir that holds a run: the old run is "
     "moved to <workdir>/archive/<time>/, nothing is deleted.")
@@ -145,8 +152,6 @@ class _QuietLibraries:
 
   _EXPECTED_WARNINGS = (
       "OpenCV is not installed",  # TFDS decodes PNGs with PIL instead
-      "read_only=True, setting save_interval_steps=0",  # eval opens read-only
-      "Given directory is read only",
   )
 
   def filter(self, record) -> bool:
@@ -192,7 +197,10 @@ SUBCOMMANDS = {"convert": _convert, "report": _report}
 
 
 def _dispatch(positional: list[str]) -> None:
-  from jaxtransfer import experiment
+  from jaxtransfer import distributed, experiment
+
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                         _PROCESS_ID.value)
 
   if positional and positional[0] in SUBCOMMANDS:
     SUBCOMMANDS[positional[0]](positional[1:])

@@ -173,6 +173,13 @@ class Classifier(nn.Module):
   def __call__(self, x):
     return self.head(self.body(x))
 
+  def classify_features(self, features):
+    """The head alone, on body features (for a frozen body's feature cache)."""
+    return self.head(features)
+
+  def features(self, x):
+    return self.body(x)
+
 
 class Decoder(nn.Module):
   """Body features [B, h, w, 256] -> an image [B, S, S, 3].

@@ -22,7 +22,8 @@ from absl import logging
 import ml_collections
 import tqdm
 
-from jaxtransfer import (configlib, experiment, initialization, report,
+from jaxtransfer import (configlib, distributed, experiment, initialization,
+                         report,
                          training, workdir as workdir_lib)
 from jaxtransfer.errors import UserError
 
@@ -114,14 +115,16 @@ def run(config, workdir: str, *, fresh: bool = False) -> dict[str, Any]:
                          "status": "skipped" if reason else "planned",
                          "reason": reason})
   study_file = os.path.join(workdir, STUDY_FILE)
-  workdir_lib.write_json_atomic(study_file, plan)
+  primary = distributed.is_primary()
+  if primary:
+    workdir_lib.write_json_atomic(study_file, plan)
 
   needs_autoencoder = any(a["init"] == "autoencoder" and a["status"] != "skipped"
                           for a in plan["arms"]) and not config.ae_checkpoint
   runnable = [a for a in plan["arms"] if a["status"] != "skipped"]
   total = len(runnable) * config.num_epochs + (
       config.pretrain.num_epochs if needs_autoencoder else 0)
-  progress = _StudyProgress(config.progress_bar, total)
+  progress = _StudyProgress(config.progress_bar and primary, total)
   try:
     if needs_autoencoder:
       progress.start(f"autoencoder (shared by the autoencoder arms)")
@@ -134,7 +137,8 @@ def run(config, workdir: str, *, fresh: bool = False) -> dict[str, Any]:
           hooks=training.Hooks(label="  autoencoder", bar_position=1,
                                on_epoch_end=lambda _: progress.advance(),
                                verbose=False))
-      experiment.write_reconstructions(ae_config, ae_dir)
+      if primary:
+        experiment.write_reconstructions(ae_config, ae_dir)
     for index, arm in enumerate(runnable, start=1):
       label = f"arm {index}/{len(runnable)} {arm['name']}"
       progress.start(label)
@@ -152,11 +156,12 @@ def run(config, workdir: str, *, fresh: bool = False) -> dict[str, Any]:
       logging.info("%s done in %.0f s: final val_loss %s", label,
                    time.perf_counter() - started,
                    ", ".join(f"{r['val_loss']:.4f}" for r in finals))
-      workdir_lib.write_json_atomic(study_file, plan)
+      if primary:
+        workdir_lib.write_json_atomic(study_file, plan)
   finally:
     progress.close()
-  path = report.write_report(workdir)
-  logging.info("Report: %s", path)
+  if primary:
+    logging.info("Report: %s", report.write_report(workdir))
   return plan
 
 

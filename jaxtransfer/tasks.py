@@ -1,6 +1,6 @@
 """What a model is trained to do: its loss and the metrics summed over an epoch.
 
-A task turns (model, params, inputs, labels, weights) into the mean loss that
+A task turns (apply, params, inputs, labels, weights) into the mean loss that
 is differentiated and a dict of *sums* (loss_sum, count, ...). Sums add up
 across steps, devices and padded evaluation batches (padding has weight 0);
 `summarize` divides them once, on the host, at the end of an epoch.
@@ -22,8 +22,8 @@ class ClassificationTask:
   name: str = "classifier"
   sum_names: tuple[str, ...] = ("loss_sum", "correct", "count")
 
-  def loss_and_sums(self, model, params, inputs, labels, weights):
-    logits = model.apply({"params": params}, inputs)
+  def loss_and_sums(self, apply, params, inputs, labels, weights):
+    logits = apply(params, inputs)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     count = jnp.sum(weights)
@@ -43,9 +43,9 @@ class ReconstructionTask:
   name: str = "autoencoder"
   sum_names: tuple[str, ...] = ("loss_sum", "count")
 
-  def loss_and_sums(self, model, params, inputs, labels, weights):
+  def loss_and_sums(self, apply, params, inputs, labels, weights):
     del labels
-    reconstruction = model.apply({"params": params}, inputs)
+    reconstruction = apply(params, inputs)
     errors = jnp.mean(
         jnp.square(reconstruction - inputs.astype(jnp.float32)), axis=(1, 2, 3))
     count = jnp.sum(weights)

@@ -41,7 +41,8 @@ import numpy as np
 import optax
 import tqdm
 
-from jaxtransfer import (augment, checkpoints, configlib, data, freezing,
+from jaxtransfer import (augment, checkpoints, configlib, data, distributed,
+                         freezing,
                          initialization, models, tasks, workdir as workdir_lib)
 from jaxtransfer.errors import UserError
 
@@ -63,9 +64,15 @@ class RunKeys:
   augment: jax.Array
 
   @classmethod
-  def from_seeds(cls, seeds) -> "RunKeys":
-    split = jnp.stack([jax.random.split(jax.random.key(s), 3) for s in seeds])
-    return cls(split[:, 0], split[:, 1], split[:, 2])
+  def from_seeds(cls, seeds, sharding=None) -> "RunKeys":
+    """Keys for each seed; with a sharding, as global arrays (needed when the
+    run spans several processes)."""
+    def make():
+      split = jnp.stack([jax.random.split(jax.random.key(s), 3) for s in seeds])
+      return split[:, 0], split[:, 1], split[:, 2]
+    if sharding is not None:
+      make = jax.jit(make, out_shardings=sharding)
+    return cls(*make())
 
 
 def seeds_of(config) -> list[int]:
@@ -88,6 +95,9 @@ class Setup:
   steps_per_epoch: int
   mesh: jax.sharding.Mesh
   seed_parallelism: str = "vmap"  # resolved: 'vmap' or 'unroll'
+  # The body is frozen and nothing is augmented: the steps see body features
+  # computed once (per seed), not images, and run the head alone.
+  feature_cache: bool = False
 
   @property
   def replicated(self) -> NamedSharding:
@@ -107,23 +117,37 @@ def make_mesh(batch_size: int, what: str = "batch_size") -> jax.sharding.Mesh:
   return jax.sharding.Mesh(np.asarray(devices), ("data",))
 
 
-def _prepare_inputs(setup: Setup, images_uint8, key=None):
-  """uint8 batch -> model input; augmentation only when a key is given."""
-  images = data.to_unit_float(images_uint8)
+def _prepare_inputs(setup: Setup, examples, key=None):
+  """A batch of examples -> model input: uint8 images are scaled, augmented
+  (only when a key is given), upsampled and normalised; cached body features
+  are used as they are."""
+  if setup.feature_cache:
+    return examples
+  images = data.to_unit_float(examples)
   if key is not None:
     images = augment.augment_batch(key, images, setup.augment)
   return data.to_model_input(images, setup.image_size, setup.mean, setup.std,
                              setup.dtype)
 
 
-def train_step(setup: Setup, state: TrainState, images, labels, order,
+def _apply(setup: Setup, params, inputs):
+  """The model's output; with the feature cache, the head's alone."""
+  if setup.feature_cache:
+    return setup.model.apply({"params": params}, inputs,
+                             method="classify_features")
+  return setup.model.apply({"params": params}, inputs)
+
+
+def train_step(setup: Setup, state: TrainState, examples, labels, order,
                augment_key) -> TrainState:
   """One optimizer step of one model on batch `state.step % steps_per_epoch`
-  of its `order`. The loop runs it vmapped over seeds (`make_train_step`)."""
+  of its `order`. The loop runs it over stacked seeds (`make_train_step`).
+  `examples` are the uint8 images (shared by the seeds) or, with the feature
+  cache, this model's body features."""
   position = state.step % setup.steps_per_epoch
   indices = jax.lax.dynamic_slice_in_dim(order, position * setup.batch_size,
                                          setup.batch_size)
-  batch_images = jax.lax.with_sharding_constraint(images[indices],
+  batch_images = jax.lax.with_sharding_constraint(examples[indices],
                                                   setup.batch_sharded)
   batch_labels = jax.lax.with_sharding_constraint(labels[indices],
                                                   setup.batch_sharded)
@@ -132,8 +156,8 @@ def train_step(setup: Setup, state: TrainState, images, labels, order,
   weights = jnp.ones(batch_labels.shape, jnp.float32)
 
   def loss_fn(params):
-    return setup.task.loss_and_sums(setup.model, params, inputs, batch_labels,
-                                    weights)
+    return setup.task.loss_and_sums(functools.partial(_apply, setup), params,
+                                    inputs, batch_labels, weights)
 
   (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   # Frozen gradients are zeroed by the optimizer's set_to_zero branch before
@@ -179,9 +203,15 @@ def over_seeds(fn: Callable, in_axes: tuple, strategy: str) -> Callable:
   return unrolled
 
 
+def _examples_axis(setup: Setup):
+  """Images are shared by the seeds; cached features are each seed's own."""
+  return 0 if setup.feature_cache else None
+
+
 def make_train_step(setup: Setup):
   """train_step over stacked models: per-seed state, order and key; shared data."""
-  return over_seeds(functools.partial(train_step, setup), (0, None, None, 0, 0),
+  return over_seeds(functools.partial(train_step, setup),
+                    (0, _examples_axis(setup), None, 0, 0),
                     setup.seed_parallelism)
 
 
@@ -192,8 +222,8 @@ def evaluate_batches(setup: Setup, params, images, labels, weights):
     batch_images, batch_labels, batch_weights = (
         jax.lax.with_sharding_constraint(x, setup.batch_sharded) for x in batch)
     inputs = _prepare_inputs(setup, batch_images)
-    _, sums = setup.task.loss_and_sums(setup.model, params, inputs,
-                                       batch_labels, batch_weights)
+    _, sums = setup.task.loss_and_sums(functools.partial(_apply, setup), params,
+                                       inputs, batch_labels, batch_weights)
     return jax.tree.map(jnp.add, totals, sums), None
 
   totals, _ = jax.lax.scan(body, tasks.zero_sums(setup.task),
@@ -206,7 +236,25 @@ def make_evaluator(setup: Setup):
   --mode=eval share it, so a restored checkpoint evaluates to exactly the
   logged numbers."""
   return jax.jit(over_seeds(functools.partial(evaluate_batches, setup),
-                            (0, None, None, None), setup.seed_parallelism))
+                            (0, _examples_axis(setup), None, None),
+                            setup.seed_parallelism))
+
+
+def body_features(setup: Setup, params, images):
+  """One model's body features of padded images [num_batches, B, ...] ->
+  [num_batches, B, h, w, C] in the compute dtype: the frozen body's output,
+  computed once for the feature cache."""
+  def one_batch(batch):
+    batch = jax.lax.with_sharding_constraint(batch, setup.batch_sharded)
+    inputs = data.to_model_input(data.to_unit_float(batch), setup.image_size,
+                                 setup.mean, setup.std, setup.dtype)
+    return setup.model.apply({"params": params}, inputs, method="features")
+  return jax.lax.map(one_batch, images)
+
+
+def make_feature_extractor(setup: Setup):
+  return jax.jit(over_seeds(functools.partial(body_features, setup), (0, None),
+                            setup.seed_parallelism))
 
 
 def epoch_order(data_key, epoch, num_examples: int, length: int):
@@ -225,6 +273,10 @@ class EvalSet:
 
 
 def make_eval_set(split: data.Split, batch_size: int, setup: Setup) -> EvalSet:
+  # Whole batches per device: round the batch up to a multiple of the device
+  # count (the padding has weight 0, so the sums do not change).
+  devices = setup.mesh.devices.size
+  batch_size = -(-batch_size // devices) * devices
   num_batches = math.ceil(len(split) / batch_size)
   pad = num_batches * batch_size - len(split)
   images = np.concatenate(
@@ -233,7 +285,7 @@ def make_eval_set(split: data.Split, batch_size: int, setup: Setup) -> EvalSet:
   weights = np.concatenate([np.ones(len(split), np.float32),
                             np.zeros(pad, np.float32)])
   shape = lambda x: x.reshape(num_batches, batch_size, *x.shape[1:])
-  put = lambda x: jax.device_put(shape(x), setup.replicated)
+  put = lambda x: distributed.put_replicated(shape(x), setup.replicated)
   return EvalSet(put(images), put(labels), put(weights), len(split))
 
 
@@ -254,14 +306,20 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
   rules = freezing.resolve_rules(config)
   trainable = freezing.trainable_mask(param_shapes, rules)
   tx = freezing.make_optimizer(optax.adam(learning_rate), trainable)
+  augment_options = augment.AugmentOptions.from_config(config.augment)
+  body_frozen = "body" in trainable and not any(
+      jax.tree.leaves(trainable["body"]))
+  feature_cache = bool(config.cache_features and config.task == "classifier"
+                       and body_frozen and not augment_options.any)
   setup = Setup(
       model=model, task=task, tx=tx, trainable=trainable,
-      augment=augment.AugmentOptions.from_config(config.augment),
+      augment=augment_options,
       image_size=config.image_size, mean=tuple(config.mean),
       std=tuple(config.std),
       dtype=jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32,
       batch_size=batch_size, steps_per_epoch=steps_per_epoch, mesh=mesh,
-      seed_parallelism=resolve_seed_parallelism(config.seed_parallelism))
+      seed_parallelism=resolve_seed_parallelism(config.seed_parallelism),
+      feature_cache=feature_cache)
 
   def init_one(key, params):
     if params is None:
@@ -378,7 +436,7 @@ def _initial_state(config, workdir, store, setup, init_state, keys, name,
   params = None
   if pretrained is not None:
     loaded, source = pretrained
-    fresh_params = jax.device_get(
+    fresh_params = distributed.fetch(
         jax.jit(lambda k: init_state(k).params)(keys.init))
     params = initialization.merge_pretrained(fresh_params, loaded, source)
     log("%s: body initialised from %s", name, source)
@@ -416,9 +474,26 @@ def _train(config, config_dict, workdir, store, name, hooks) -> list[dict[str, A
   log("%s: %d of %d parameters trainable per model (rules %s)", name,
                trainable_count, total_count, freezing.resolve_rules(config))
 
-  images = jax.device_put(dataset.train.images, setup.replicated)
-  labels = jax.device_put(dataset.train.labels, setup.replicated)
+  examples = distributed.put_replicated(dataset.train.images, setup.replicated)
+  labels = distributed.put_replicated(dataset.train.labels, setup.replicated)
   eval_set = make_eval_set(dataset.val, config.eval_batch_size, setup)
+  feature_seconds = None
+  if setup.feature_cache:
+    # A frozen body and no augmentation: every epoch would recompute the same
+    # features, so compute them once and train the head on them.
+    start = time.perf_counter()
+    extract = make_feature_extractor(setup)
+    padded = make_eval_set(dataset.train, config.eval_batch_size, setup).images
+    features = extract(state.params, padded)
+    examples = features.reshape(features.shape[0], -1,
+                                *features.shape[3:])[:, :len(dataset.train)]
+    eval_set.images = extract(state.params, eval_set.images)
+    jax.block_until_ready((examples, eval_set.images))
+    del padded, features
+    feature_seconds = time.perf_counter() - start
+    log("%s: body frozen, no augmentation: cached the body features of %d + "
+        "%d images in %.1f s; the steps train the head on them", name,
+        len(dataset.train), eval_set.size, feature_seconds)
   make_orders = jax.jit(
       jax.vmap(functools.partial(epoch_order, num_examples=len(dataset.train),
                                  length=steps_per_epoch * config.batch_size),
@@ -428,7 +503,7 @@ def _train(config, config_dict, workdir, store, name, hooks) -> list[dict[str, A
   compile_start = time.perf_counter()
   step_fn = jax.jit(make_train_step(setup), donate_argnums=0,
                     out_shardings=setup.replicated).lower(
-                        state, images, labels, make_orders(keys.data, 0),
+                        state, examples, labels, make_orders(keys.data, 0),
                         keys.augment).compile()
   eval_fn = make_evaluator(setup).lower(
       state.params, eval_set.images, eval_set.labels, eval_set.weights).compile()
@@ -436,49 +511,55 @@ def _train(config, config_dict, workdir, store, name, hooks) -> list[dict[str, A
   log("%s: compiled the train and eval steps in %.1f s", name,
                compile_seconds)
 
-  start_step = int(state.step[0])
+  start_step = int(distributed.fetch(state.step)[0])
   label = hooks.label or name
   for epoch in range(start_step // steps_per_epoch, config.num_epochs):
     first = max(start_step - epoch * steps_per_epoch, 0)  # >0: resumed mid-epoch
     orders = make_orders(keys.data, epoch)
-    progress = _Progress(config.progress_bar, steps_per_epoch, first,
+    progress = _Progress(config.progress_bar and distributed.is_primary(),
+                         steps_per_epoch, first,
                          f"{label} epoch {epoch + 1}/{config.num_epochs}",
                          config.batch_size * len(seeds), hooks.bar_position)
     epoch_start = time.perf_counter()
     reported = first
     for position in range(first, steps_per_epoch):
-      state = step_fn(state, images, labels, orders, keys.augment)
+      state = step_fn(state, examples, labels, orders, keys.augment)
       steps_done = position + 1
       if steps_done % config.log_every_steps == 0 or steps_done == steps_per_epoch:
         # Fetching the running loss waits for this step: the only sync in an
         # epoch, every log_every_steps steps.
-        sums = jax.device_get(state.metric_sums)
+        sums = distributed.fetch(state.metric_sums)
         running = float(np.mean(sums["loss_sum"] / np.maximum(sums["count"], 1)))
         progress.update(steps_done - reported, running)
         reported = steps_done
-    train_sums = jax.device_get(state.metric_sums)
+    train_sums = distributed.fetch(state.metric_sums)
     epoch_seconds = time.perf_counter() - epoch_start
     progress.close()
 
     eval_start = time.perf_counter()
-    val_sums = jax.device_get(eval_fn(state.params, eval_set.images,
+    val_sums = distributed.fetch(eval_fn(state.params, eval_set.images,
                                       eval_set.labels, eval_set.weights))
     eval_seconds = time.perf_counter() - eval_start
 
     steps_run = steps_per_epoch - first
-    step = int(state.step[0])
+    step = int(distributed.fetch(state.step)[0])
     shared = {
         "epoch": epoch + 1,
         "step": step,
         "epoch_seconds": round(epoch_seconds, 4),
         "eval_seconds": round(eval_seconds, 4),
         "compile_seconds": round(compile_seconds, 4),
+        **({"feature_seconds": round(feature_seconds, 4)}
+           if feature_seconds is not None else {}),
         "train_images_per_second": round(
             steps_run * config.batch_size * len(seeds) / epoch_seconds, 2),
         "trainable_parameters": trainable_count,
+        "features_cached": setup.feature_cache,
         "train_examples": len(dataset.train),
         "val_examples": len(dataset.val),
         "num_seeds": len(seeds),
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
         "steps_in_this_process": steps_run,
     }
     records = [{**shared, "seed": seed, **train, **val} for seed, train, val in zip(
@@ -495,14 +576,16 @@ def _train(config, config_dict, workdir, store, name, hooks) -> list[dict[str, A
     history.extend(records)
     mean_val_loss = float(np.mean([r["val_loss"] for r in records]))
     store.save(step, state, history, config_dict, mean_val_loss)
-    for record in records:
-      workdir_lib.append_metrics(workdir, record)
+    if distributed.is_primary():
+      for record in records:
+        workdir_lib.append_metrics(workdir, record)
     if hooks.verbose:
       logging.info("%s epoch %d/%d (%.1f s): %s", name, epoch + 1,
                    config.num_epochs, epoch_seconds, "; ".join(
                        f"seed {r['seed']}: " + ", ".join(
                            f"{k}={r[k]:.4g}" for k in r
-                           if k.startswith(("train_loss", "train_acc", "val_")))
+                           if k in ("train_loss", "train_accuracy", "val_loss",
+                                    "val_accuracy"))
                        for r in records))
     if hooks.on_epoch_end is not None:
       hooks.on_epoch_end(epoch + 1)

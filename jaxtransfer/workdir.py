@@ -20,7 +20,7 @@ from typing import Any
 
 from absl import logging
 
-from jaxtransfer import configlib
+from jaxtransfer import configlib, distributed
 from jaxtransfer.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -84,8 +84,9 @@ def prepare(workdir: str, config_dict: dict[str, Any], fresh: bool = False) -> N
     raise UserError(f"cannot create workdir {workdir}: {e.strerror}") from None
   if not os.access(workdir, os.W_OK):
     raise UserError(f"workdir {workdir} is not writable")
-  if fresh:
+  if fresh and distributed.is_primary():
     archive_run(workdir)
+  distributed.barrier("workdir-archived")
   previous = read_config(workdir)
   if previous is not None:
     old = _flatten(configlib.identity(previous))
@@ -97,7 +98,9 @@ def prepare(workdir: str, config_dict: dict[str, Any], fresh: bool = False) -> N
           f"({'; '.join(changed)}). Use a new --workdir, or pass --fresh to "
           f"move the old run to {os.path.join(workdir, ARCHIVE_DIR)}/ and "
           "start again")
-  write_json_atomic(os.path.join(workdir, CONFIG_FILE), config_dict)
+  distributed.barrier("workdir-checked")
+  if distributed.is_primary():
+    write_json_atomic(os.path.join(workdir, CONFIG_FILE), config_dict)
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
@@ -122,6 +125,8 @@ def sync_metrics(workdir: str, history: list[dict[str, Any]]) -> None:
   the same data order and keys; they are dropped (and logged) so every epoch
   appears once.
   """
+  if not distributed.is_primary():
+    return
   current = read_metrics(workdir)
   if current == history:
     return

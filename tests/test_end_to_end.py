@@ -161,3 +161,23 @@ def test_autoencoder_checkpoint_of_other_shapes_lists_the_mismatches(tmp_path):
   assert "body/conv1/kernel: shape (5, 5, 3, 64), expected (11, 11, 3, 64)" in message
   assert "body/conv5/kernel: missing" in message and "body/conv5/bias: missing" in message
   assert "body/conv2" not in message
+
+
+@needs_cifar10
+def test_feature_cache_trains_the_head_to_the_same_result(tmp_path):
+  common = dict(freeze="head", num_epochs=2, num_seeds=2)
+  cached = experiment.train(tiny_config(**common), str(tmp_path / "cached"))
+  direct = experiment.train(tiny_config(cache_features=False, **common),
+                            str(tmp_path / "direct"))
+  assert all(r["features_cached"] for r in cached)
+  assert not any(r["features_cached"] for r in direct)
+  assert "feature_seconds" in cached[0]
+  for a, b in zip(cached, direct):
+    assert (a["epoch"], a["seed"]) == (b["epoch"], b["seed"])
+    for key in ("train_loss", "val_loss"):  # same maths, other batching
+      assert a[key] == pytest.approx(b[key], rel=1e-5), key
+  # eval mode of a cached run reproduces its logged numbers, per seed
+  results = experiment.evaluate(tiny_config(**common), str(tmp_path / "cached"))
+  for result, logged in zip(results, cached[-2:]):
+    assert result["seed"] == logged["seed"]
+    assert result["val_loss"] == pytest.approx(logged["val_loss"], rel=1e-6)

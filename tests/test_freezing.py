@@ -22,7 +22,9 @@ TRAINABLE_LAYERS = {
 
 
 def _setup(freeze, batch=8, **overrides):
-  """A one-seed stacked state, as the training loop holds it."""
+  """A one-seed stacked state, as the training loop holds it. The steps see
+  images (no feature cache) unless cache_features=True is passed."""
+  overrides.setdefault("cache_features", False)
   config = tiny_config(freeze=freeze, batch_size=batch, **overrides)
   setup, init_state = training.build_setup(config, 10, steps_per_epoch=4,
                                            batch_size=batch, learning_rate=1e-3)
@@ -108,3 +110,21 @@ def test_frozen_layers_cost_no_backward_convolutions():
   assert counts["head"] == 5
   assert counts["head+conv5"] == 6  # + conv5's weight gradient only
   assert counts["none"] == 14
+
+
+def test_feature_cache_only_for_a_frozen_body_without_augmentation():
+  on = dict(cache_features=True)
+  assert _setup("head", **on)[0].feature_cache
+  assert not _setup("head+conv5", **on)[0].feature_cache
+  assert not _setup("none", **on)[0].feature_cache
+  assert not _setup("head", **on, **{"augment.hflip": True})[0].feature_cache
+  assert not _setup("head", cache_features=False)[0].feature_cache
+
+
+def test_cached_feature_step_runs_no_convolution():
+  setup, state, keys = _setup("head", cache_features=True)
+  features = jnp.zeros((1, 32, 1, 1, 256))
+  labels = jnp.zeros(32, jnp.int32)
+  compiled = jax.jit(training.make_train_step(setup)).lower(
+      state, features, labels, jnp.arange(32)[None], keys.augment).compile()
+  assert len(re.findall(r"\bconvolution\(", compiled.as_text())) == 0
