@@ -161,6 +161,20 @@ def load_dataset(config, *, validation_only: bool = False) -> Dataset:
   """Reads the train and validation splits the config asks for (with
   validation_only, the training split is left empty)."""
   data_dir = resolve_data_dir(config)
+  try:
+    return _load(config, data_dir, validation_only)
+  except (RuntimeError, OSError, ValueError) as e:
+    # array_record raises RuntimeError on damaged files (a truncated copy,
+    # a half-finished download).
+    raise UserError(
+        f"the TFDS data of {config.dataset!r} in data_dir={_where(data_dir)} "
+        f"could not be read ({type(e).__name__}: "
+        f"{(str(e).splitlines() or [''])[0][:200]}); it may be damaged: "
+        f"prepare it again ({_prepare_command(config.dataset, data_dir)}) or "
+        "point config.data_dir / TFDS_DATA_DIR at a good copy") from e
+
+
+def _load(config, data_dir, validation_only: bool) -> Dataset:
   sources = open_sources(config.dataset, data_dir)
   label_feature = sources["train"].dataset_info.features["label"]
   num_classes = label_feature.num_classes

@@ -26,14 +26,13 @@ def initialize(coordinator_address: str | None = None,
                process_id: int | None = None) -> None:
   """Starts JAX's distributed runtime when the run spans several processes.
 
-  Explicit arguments (launch.sh passes them) win; under SLURM with more than
-  one task, `jax.distributed.initialize()` finds the coordinator itself.
-  One process and no SLURM job step: nothing to do.
+  Explicit arguments (launch.sh passes them) win. Inside a SLURM job step or
+  an Open MPI job of several tasks, or on a multi-host Cloud TPU slice,
+  `jax.distributed.initialize()` finds the coordinator itself. Otherwise:
+  one process, nothing to do.
   """
   explicit = num_processes is not None and num_processes > 1
-  slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1 and (
-      "SLURM_STEP_ID" in os.environ)
-  if not explicit and not slurm:
+  if not explicit and not _cluster_detected():
     return
   # Collectives between CPU processes (tests, laptops) go through gloo; on
   # GPU/TPU the accelerator's own collectives are used and this is unused.
@@ -47,6 +46,14 @@ def initialize(coordinator_address: str | None = None,
   logging.info("Process %d of %d; %d local of %d devices",
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())
+
+
+def _cluster_detected() -> bool:
+  env = os.environ
+  slurm = int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_STEP_ID" in env
+  mpi = int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
+  tpu_pod = "," in env.get("TPU_WORKER_HOSTNAMES", "")
+  return slurm or mpi or tpu_pod
 
 
 def is_primary() -> bool:

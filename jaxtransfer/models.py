@@ -184,34 +184,34 @@ class Classifier(nn.Module):
 class Decoder(nn.Module):
   """Body features [B, h, w, 256] -> an image [B, S, S, 3].
 
-  Mirrors the body stage by stage: resize to the spatial size the body had
-  there, then a 3x3 convolution. Resize + convolution instead of transposed
-  convolutions: XLA's transposed convolutions are slow and checkerboard.
+  Goes back up the body's spatial sizes (conv5 -> conv2 -> conv1 output),
+  each stage a bilinear resize and a 3x3 convolution, predicts pixels at
+  conv1's resolution (S/4) and upsamples them bilinearly to S. Resize +
+  convolution, not transposed convolutions: XLA's transposed convolutions are
+  slow (2x slower here on the CPU, benchmarks/decoder.py) and checkerboard.
+  Widths halve per stage; the decoder costs about half the body's
+  multiply-adds, and predicting S/4 pixels loses nothing for CIFAR-10's
+  32 px images upsampled to 128.
   """
   image_size: int
+  widths: tuple[int, ...] = (192, 96, 48)
   kernel_init: str = "torch"
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     sizes = body_spatial_sizes(self.image_size)
-    # (target spatial size, features): back through conv5..conv1, then pixels.
-    stages = (
-        (sizes[3], 256), (sizes[2], 384), (sizes[1], 192), (sizes[0], 64),
-        (_conv_out(self.image_size, 11, 4, 2), 64),  # conv1 before its pool
-        (self.image_size // 2, 32),
-    )
-    for i, (size, features) in enumerate(stages, start=1):
-      x = jax.image.resize(x, (x.shape[0], size, size, x.shape[-1]), "nearest")
+    targets = (sizes[3], sizes[0], _conv_out(self.image_size, 11, 4, 2))
+    for i, (size, features) in enumerate(zip(targets, self.widths), start=1):
+      x = jax.image.resize(x, (x.shape[0], size, size, x.shape[-1]), "bilinear")
       x = nn.Conv(features, (3, 3), padding=1, dtype=self.dtype,
                   name=f"deconv{i}",
                   **_inits(self.kernel_init, x.shape[-1] * 9))(x)
       x = nn.relu(x)
-    x = jax.image.resize(
-        x, (x.shape[0], self.image_size, self.image_size, x.shape[-1]),
-        "bilinear")
     x = nn.Conv(3, (3, 3), padding=1, dtype=self.dtype, name="to_pixels",
                 **_inits(self.kernel_init, x.shape[-1] * 9))(x)
+    x = jax.image.resize(
+        x, (x.shape[0], self.image_size, self.image_size, 3), "bilinear")
     return x.astype(jnp.float32)
 
 
@@ -222,7 +222,8 @@ class Autoencoder(nn.Module):
 
   def setup(self):
     self.body = AlexNetBody(self.kernel_init, self.dtype)
-    self.decoder = Decoder(self.image_size, self.kernel_init, self.dtype)
+    self.decoder = Decoder(self.image_size, kernel_init=self.kernel_init,
+                           dtype=self.dtype)
 
   def __call__(self, x):
     return self.decoder(self.body(x))

@@ -387,12 +387,14 @@ class Hooks:
 
 
 def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
-                       name: str = "classifier",
+                       name: str | None = None,
                        hooks: Hooks | None = None) -> list[dict[str, Any]]:
-  """Trains the config's task in `workdir` (resuming if possible).
+  """Trains the config's task in `workdir` (resuming if possible). `name`
+  labels logs and the progress bar (default: the task).
 
   Returns the full metrics history: one record per epoch and seed.
   """
+  name = name or config.task
   configlib.validate(config)
   config_dict = configlib.to_dict(config)
   workdir_lib.prepare(workdir, config_dict, fresh=fresh)
@@ -419,6 +421,18 @@ def finished_history(config, workdir: str) -> list[dict[str, Any]] | None:
       history[-1]["step"] == latest):
     return history
   return None
+
+
+def memory_usage() -> dict[str, float]:
+  """Peak host RSS of this process and, where the backend reports it, the
+  peak device memory (MiB)."""
+  import resource
+  usage = {"host_peak_rss_mb": round(
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    usage["device_peak_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
+  return usage
 
 
 def _initial_state(config, workdir, store, setup, init_state, keys, name,
@@ -561,6 +575,7 @@ def _train(config, config_dict, workdir, store, name, hooks) -> list[dict[str, A
         "devices": jax.device_count(),
         "processes": jax.process_count(),
         "steps_in_this_process": steps_run,
+        **memory_usage(),
     }
     records = [{**shared, "seed": seed, **train, **val} for seed, train, val in zip(
         seeds, seed_records(setup.task, train_sums, "train"),
