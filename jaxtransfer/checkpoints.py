@@ -21,7 +21,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from jaxtransfer import distributed
-from jaxtransfer.errors import UserError
+from jaxtransfer.errors import UserError, brief
 
 CHECKPOINT_SUBDIR = "checkpoints"
 
@@ -59,9 +59,15 @@ class RunCheckpoints:
 
   def __init__(self, workdir: str, keep: int = 2, read_only: bool = False):
     self.directory = checkpoint_dir(workdir)
+    # Synchronous saves: the loop writes an epoch's metrics line only after
+    # its checkpoint is complete, and a failed write (a full disk) is raised
+    # at once, naming the step. Leftover temporary directories of a save cut
+    # short by a kill are removed when the next run opens the directory.
     options = ocp.CheckpointManagerOptions(
         preservation_policy=_preservation_policy(keep),
-        create=not read_only, read_only=read_only)
+        create=not read_only, read_only=read_only,
+        enable_async_checkpointing=False,
+        cleanup_tmp_directories=not read_only)
     self._manager = ocp.CheckpointManager(
         self.directory, item_names=("state", "history", "config"),
         options=options)
@@ -85,31 +91,40 @@ class RunCheckpoints:
 
   def restore(self, step: int, abstract_state) -> tuple[Any, list[dict]]:
     """(state, history) at `step`; `abstract_state` gives shapes and shardings."""
-    try:
-      restored = self._manager.restore(
-          step, args=ocp.args.Composite(
-              state=ocp.args.StandardRestore(abstract_state),
-              history=ocp.args.JsonRestore()))
-    except (ValueError, KeyError, TypeError) as e:
-      raise UserError(
-          f"checkpoint {self.directory}/{step} does not fit this model "
-          f"({type(e).__name__}: {str(e).splitlines()[0][:300]})") from e
+    restored = self._restore(step, ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        history=ocp.args.JsonRestore()))
     return restored.state, list(restored.history)
 
+  def _restore(self, step: int, args):
+    """manager.restore, with a damaged or foreign checkpoint as a UserError."""
+    try:
+      return self._manager.restore(step, args=args)
+    except Exception as e:  # orbax/tensorstore raise many types
+      others = [s for s in self.steps() if s != step]
+      shape_hint = ("; if it is a run of another model, use a new --workdir"
+                    if "shape" in str(e).lower() else "")
+      raise UserError(
+          f"checkpoint {self.directory}/{step} cannot be restored "
+          f"({brief(e)}): it "
+          f"is damaged, foreign, or of another model{shape_hint}. Move it out "
+          f"of {self.directory} to use the previous one "
+          f"({others[-1] if others else 'none left'})") from e
+
   def restore_history(self, step: int) -> list[dict[str, Any]]:
-    restored = self._manager.restore(
-        step, args=ocp.args.Composite(history=ocp.args.JsonRestore()))
+    restored = self._restore(
+        step, ocp.args.Composite(history=ocp.args.JsonRestore()))
     return list(restored.history)
 
   def restore_config(self, step: int) -> dict[str, Any]:
-    restored = self._manager.restore(
-        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    restored = self._restore(
+        step, ocp.args.Composite(config=ocp.args.JsonRestore()))
     return dict(restored.config)
 
   def restore_raw_state(self, step: int) -> dict[str, Any]:
     """The saved state as a nested dict of arrays, without a target structure."""
-    restored = self._manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    restored = self._restore(
+        step, ocp.args.Composite(state=ocp.args.StandardRestore()))
     return restored.state
 
   def best_step(self) -> int | None:

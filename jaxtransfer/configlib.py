@@ -143,6 +143,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   degrees = tuple(config.augment.rotation_degrees)
   _require(len(degrees) == 2 and degrees[0] <= degrees[1],
            "augment.rotation_degrees", degrees, "expected (low, high), low <= high")
+  import jax
+  devices = jax.device_count()
+  for field in ("batch_size", "pretrain.batch_size"):
+    value = config.pretrain.batch_size if field.startswith("pretrain") else config[field]
+    _require(value % devices == 0, field, value,
+             f"does not divide by the {devices} devices (each takes an equal "
+             "share of the batch)")
   if config.validation == "holdout":
     _require(config.holdout_size >= 1, "holdout_size", config.holdout_size,
              "validation='holdout' needs at least one held-out example")

@@ -51,19 +51,29 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
 
 
 def train(config, workdir: str, *, fresh: bool = False) -> list[dict[str, Any]]:
+  """--mode=train: for init='autoencoder' without ae_checkpoint, pre-train
+  the autoencoder in <workdir>/autoencoder first (its own resumable run)."""
   configlib.validate(config)
-  # Check (or claim) the workdir for this experiment before any stage runs.
-  workdir_lib.prepare(workdir, configlib.to_dict(config), fresh=fresh)
-  if (config.task == "classifier" and config.init == "autoencoder"
-      and not config.ae_checkpoint):
-    ae_config = pretrain_config(config)
-    logging.info("Pre-training the autoencoder in %s",
-                 initialization.autoencoder_run_dir(config, workdir))
-    ae_dir = initialization.autoencoder_run_dir(config, workdir)
-    training.train_and_evaluate(ae_config, ae_dir, name="autoencoder")
-    if distributed.is_primary():
-      write_reconstructions(ae_config, ae_dir)
-  return training.train_and_evaluate(config, workdir)
+  config_dict = configlib.to_dict(config)
+  workdir_lib.check(workdir, config_dict, fresh)  # before any stage runs
+  if not (config.task == "classifier" and config.init == "autoencoder"
+          and not config.ae_checkpoint):
+    return training.train_and_evaluate(config, workdir, fresh=fresh)
+
+  if not fresh and training.finished_history(config, workdir) is not None:
+    return training.train_and_evaluate(config, workdir)  # done: no data needed
+  dataset = data.load_dataset(config)  # one read for both stages
+  if fresh:  # archive the old run, autoencoder/ included, before stage 1
+    with workdir_lib.claim(workdir, config_dict, fresh=True):
+      workdir_lib.record_config(workdir, config_dict)
+  ae_config = pretrain_config(config)
+  ae_dir = initialization.autoencoder_run_dir(config, workdir)
+  logging.info("Pre-training the autoencoder in %s", ae_dir)
+  training.train_and_evaluate(ae_config, ae_dir, name="autoencoder",
+                              dataset=dataset)
+  if distributed.is_primary():
+    write_reconstructions(ae_config, ae_dir)
+  return training.train_and_evaluate(config, workdir, dataset=dataset)
 
 
 def write_reconstructions(config, run_dir: str, count: int = 8) -> str:

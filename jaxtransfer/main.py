@@ -8,15 +8,18 @@
   jaxtransfer report DIR
 
 `jaxtransfer` (the console script) is the same program. Mistakes in the input
-end in one line on stderr starting with `error:` and exit status 2; pass
-`--verbosity=1` to see the traceback as well.
+end in one line on stderr starting with `error:` and exit status 2 (3 for a
+diverged run); pass `--verbosity=1` to see the traceback as well. SIGTERM or
+Ctrl-C checkpoints at the next step and exits with 128 + the signal number.
 """
 
 from __future__ import annotations
 
 import logging as std_logging
 import os
+import signal
 import sys
+import threading
 
 from absl import app
 from absl import flags
@@ -57,12 +60,13 @@ _FRESH = flags.DEFINE_bool(
     "moved to <workdir>/archive/<time>/, nothing is deleted.")
 
 
-def _fail(message: str, exc: BaseException | None = None) -> None:
-  if exc is not None and _verbose():
-    import traceback
-    traceback.print_exception(exc)
+def _fail(message: str, exc: BaseException | None = None, status: int = 2) -> None:
+  if _verbose():
+    if exc is not None:
+      import traceback
+      traceback.print_exception(exc)
   print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(2)
+  sys.exit(status)
 
 
 def _verbose() -> bool:
@@ -152,21 +156,82 @@ class _QuietLibraries:
 
   _EXPECTED_WARNINGS = (
       "OpenCV is not installed",  # TFDS decodes PNGs with PIL instead
+      # asyncio at exit, about orbax tasks of a restore that already failed
+      # (and was reported): noise after the error line.
+      "Task exception was never retrieved",
   )
 
   def filter(self, record) -> bool:
     if _verbose():
       return True
+    ours = f"{os.sep}jaxtransfer{os.sep}" in record.pathname
     if record.levelno >= std_logging.WARNING:
       message = record.getMessage()
+      if not ours and record.exc_info:
+        # A library's error with a traceback (orbax on a failed write): the
+        # traceback is for --verbosity=1; our own error line follows.
+        record.exc_info, record.exc_text = None, None
+        record.msg, record.args = message.splitlines()[0][:300] if message else "", ()
       return not any(w in message for w in self._EXPECTED_WARNINGS)
-    return f"{os.sep}jaxtransfer{os.sep}" in record.pathname
+    return ours
+
+
+EXIT_BAD_INPUT = 2  # a UserError: nothing was trained with the bad input
+EXIT_DIVERGED = 3   # the loss became non-finite; the last good checkpoint stays
+_received_signal: list[int] = []
+
+
+def _on_stop_signal(signum, frame) -> None:
+  """First SIGTERM/SIGINT: checkpoint at the next step boundary and stop.
+  A second Ctrl-C stops at once (the last checkpoint is still intact)."""
+  from jaxtransfer import training
+  del frame
+  if _received_signal and signum == signal.SIGINT:
+    raise KeyboardInterrupt
+  _received_signal.append(signum)
+  print(f"\n{signal.Signals(signum).name}: saving a checkpoint at the next step "
+        "and stopping (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+  training.request_stop()
+
+
+def _quiet_thread_failure(args) -> None:
+  """Library worker threads that fail (orbax's writers after a full disk:
+  "Event loop is closed") print tracebacks; the main thread reports the
+  failure in one line, so theirs go to the debug log unless --verbosity=1."""
+  if _verbose():
+    threading.__excepthook__(args)
+  else:
+    logging.debug("background thread %s failed: %r", args.thread, args.exc_value)
+
+
+def _quiet_unraisable(unraisable) -> None:
+  """The same for exceptions raised in callbacks of native threads
+  (tensorstore's, during a failed orbax write)."""
+  if _verbose():
+    sys.__unraisablehook__(unraisable)
+  else:
+    logging.debug("unraisable exception: %r", unraisable.exc_value)
 
 
 def main(argv: list[str]) -> None:
+  from jaxtransfer import training
   logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
+  threading.excepthook = _quiet_thread_failure
+  sys.unraisablehook = _quiet_unraisable
+  signal.signal(signal.SIGTERM, _on_stop_signal)
+  signal.signal(signal.SIGINT, _on_stop_signal)
   try:
     _dispatch(argv[1:])
+  except training.Interrupted as e:
+    print(f"interrupted: {e}", file=sys.stderr, flush=True)
+    sys.exit(128 + (_received_signal[0] if _received_signal else signal.SIGTERM))
+  except training.Diverged as e:
+    _fail(f"{e}. No checkpoint of the bad state was written; the last good one "
+          "stays the latest. Resuming with this config would diverge again: "
+          "change it in a new --workdir (or with --fresh, which archives this "
+          "run), or start from the good weights with "
+          "--config.init=checkpoint --config.init_weights=<this workdir>",
+          e, status=EXIT_DIVERGED)
   except UserError as e:
     _fail(str(e), e)
 

@@ -22,7 +22,8 @@ from absl import logging
 import ml_collections
 import tqdm
 
-from jaxtransfer import (configlib, distributed, experiment, initialization,
+from jaxtransfer import (configlib, data, distributed, experiment,
+                         initialization,
                          report,
                          training, workdir as workdir_lib)
 from jaxtransfer.errors import UserError
@@ -101,9 +102,18 @@ class _StudyProgress:
 
 
 def run(config, workdir: str, *, fresh: bool = False) -> dict[str, Any]:
-  """Trains every arm that can run (resuming), then writes the report."""
+  """Trains every arm that can run (resuming), then writes the report. The
+  study's workdir stays locked throughout; each arm locks its own too."""
   _validate(config)
-  workdir_lib.prepare(workdir, configlib.to_dict(config), fresh=fresh)
+  config_dict = configlib.to_dict(config)
+  workdir_lib.check(workdir, config_dict, fresh)
+  dataset = data.load_dataset(config)  # read once, shared by every arm
+  with workdir_lib.claim(workdir, config_dict, fresh):
+    workdir_lib.record_config(workdir, config_dict)
+    return _run(config, workdir, dataset)
+
+
+def _run(config, workdir: str, dataset) -> dict[str, Any]:
   arms = [(init, freeze) for init in config.study.inits
           for freeze in config.study.freezes]
   plan = {"arms": [], "num_seeds": config.num_seeds,
@@ -133,7 +143,7 @@ def run(config, workdir: str, *, fresh: bool = False) -> dict[str, Any]:
       done = _epochs_done(ae_config, ae_dir)
       progress.advance(done)
       training.train_and_evaluate(
-          ae_config, ae_dir, name="autoencoder",
+          ae_config, ae_dir, name="autoencoder", dataset=dataset,
           hooks=training.Hooks(label="  autoencoder", bar_position=1,
                                on_epoch_end=lambda _: progress.advance(),
                                verbose=False))
@@ -147,7 +157,7 @@ def run(config, workdir: str, *, fresh: bool = False) -> dict[str, Any]:
       progress.advance(_epochs_done(run_config, arm_dir))
       started = time.perf_counter()
       history = training.train_and_evaluate(
-          run_config, arm_dir, name=arm["name"],
+          run_config, arm_dir, name=arm["name"], dataset=dataset,
           hooks=training.Hooks(label=f"  {arm['name']}", bar_position=1,
                                on_epoch_end=lambda _: progress.advance(),
                                verbose=False))

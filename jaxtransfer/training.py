@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import math
 import os
+import threading
 import time
 from typing import Any, Callable
 
@@ -44,7 +45,7 @@ import tqdm
 from jaxtransfer import (augment, checkpoints, configlib, data, distributed,
                          freezing,
                          initialization, models, tasks, workdir as workdir_lib)
-from jaxtransfer.errors import UserError
+from jaxtransfer.errors import UserError, brief
 
 
 @flax.struct.dataclass
@@ -54,6 +55,7 @@ class TrainState:
   params: Any
   opt_state: Any
   metric_sums: dict[str, jax.Array]  # sums over the current epoch's steps
+  nonfinite_step: jax.Array  # first step whose loss was not finite, or -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +161,7 @@ def train_step(setup: Setup, state: TrainState, examples, labels, order,
     return setup.task.loss_and_sums(functools.partial(_apply, setup), params,
                                     inputs, batch_labels, weights)
 
-  (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   # Frozen gradients are zeroed by the optimizer's set_to_zero branch before
   # Adam sees them, and never leave this function: XLA drops their backward.
   updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
@@ -168,8 +170,11 @@ def train_step(setup: Setup, state: TrainState, examples, labels, order,
   metric_sums = jax.tree.map(
       lambda running, new: jnp.where(epoch_start, 0.0, running) + new,
       state.metric_sums, sums)
+  nonfinite_step = jnp.where(
+      (state.nonfinite_step < 0) & ~jnp.isfinite(loss), state.step,
+      state.nonfinite_step)
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                       metric_sums=metric_sums)
+                       metric_sums=metric_sums, nonfinite_step=nonfinite_step)
 
 
 def resolve_seed_parallelism(choice: str) -> str:
@@ -326,7 +331,8 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
       params = model.init(key, sample)["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       opt_state=tx.init(params),
-                      metric_sums=tasks.zero_sums(task))
+                      metric_sums=tasks.zero_sums(task),
+                      nonfinite_step=jnp.full((), -1, jnp.int32))
 
   def init_state(keys, params=None) -> TrainState:
     return jax.vmap(init_one)(keys, params)
@@ -386,23 +392,110 @@ class Hooks:
   verbose: bool = True  # False: per-run and per-epoch lines go to DEBUG
 
 
+class Interrupted(Exception):
+  """SIGTERM/Ctrl-C: the run saved a checkpoint at a step boundary and stops."""
+
+  def __init__(self, workdir: str, epoch: int, step: int):
+    super().__init__(f"stopped at epoch {epoch}, step {step}; a checkpoint of "
+                     f"that step is in {checkpoints.checkpoint_dir(workdir)}. "
+                     "Run the same command again to resume from it")
+    self.workdir, self.epoch, self.step = workdir, epoch, step
+
+
+class Diverged(UserError):
+  """A non-finite loss: the run stops without saving the bad state."""
+
+
+_stop_requested = threading.Event()
+
+
+def request_stop() -> None:
+  """Asks the running loop to checkpoint at the next step boundary and stop
+  (main's SIGTERM/SIGINT handler calls this)."""
+  _stop_requested.set()
+
+
 def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
-                       name: str | None = None,
-                       hooks: Hooks | None = None) -> list[dict[str, Any]]:
+                       name: str | None = None, hooks: Hooks | None = None,
+                       dataset: data.Dataset | None = None) -> list[dict[str, Any]]:
   """Trains the config's task in `workdir` (resuming if possible). `name`
-  labels logs and the progress bar (default: the task).
+  labels logs and the progress bar (default: the task); `dataset` skips
+  reading the data again when the caller already has it.
+
+  Everything that can be checked is checked before the workdir is touched:
+  the config, the workdir's own config, the data.
 
   Returns the full metrics history: one record per epoch and seed.
   """
   name = name or config.task
+  hooks = hooks or Hooks()
   configlib.validate(config)
   config_dict = configlib.to_dict(config)
-  workdir_lib.prepare(workdir, config_dict, fresh=fresh)
-  store = checkpoints.RunCheckpoints(workdir, keep=config.keep_checkpoints)
+  workdir_lib.check(workdir, config_dict, fresh)
+  if not fresh:
+    done = finished_history(config, workdir)
+    if done is not None:
+      logging.info("%s: %s already holds %d epochs; nothing to train.", name,
+                    workdir, done[-1]["epoch"])
+      with workdir_lib.lock(workdir):
+        workdir_lib.sync_metrics(workdir, done)
+      return done
+  dataset = dataset or data.load_dataset(config)
+  steps_per_epoch = len(dataset.train) // config.batch_size
+  if steps_per_epoch == 0:
+    raise UserError(f"config.batch_size={config.batch_size} is larger than the "
+                    f"{len(dataset.train)} training examples")
+  setup, init_state = build_setup(config, dataset.num_classes, steps_per_epoch,
+                                  config.batch_size, config.learning_rate)
+  keys = RunKeys.from_seeds(seeds_of(config), setup.replicated)
+  starts_fresh = fresh or finished_history(config, workdir) is None and (
+      _latest_step(workdir) is None)
+  # Pre-trained weights are read and checked before the workdir is touched.
+  initial_params = (_pretrained_params(config, workdir, init_state, keys, name)
+                    if starts_fresh else None)
+  with workdir_lib.claim(workdir, config_dict, fresh):
+    store = checkpoints.RunCheckpoints(workdir, keep=config.keep_checkpoints)
+    try:
+      return _train(config, config_dict, workdir, store, name, hooks, dataset,
+                    setup, init_state, keys, initial_params)
+    finally:
+      store.close()
+
+
+def _latest_step(workdir: str) -> int | None:
+  if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
+    return None
+  store = checkpoints.RunCheckpoints(workdir, read_only=True)
   try:
-    return _train(config, config_dict, workdir, store, name, hooks or Hooks())
+    return store.latest_step()
   finally:
     store.close()
+
+
+def _pretrained_params(config, workdir, init_state, keys, name):
+  """Fresh parameters with config.init's pre-trained parts merged in (numpy,
+  stacked over seeds), or None for a random start."""
+  pretrained = initialization.load_pretrained(config, workdir)
+  if pretrained is None:
+    return None
+  loaded, source = pretrained
+  fresh_params = distributed.fetch(
+      jax.jit(lambda k: init_state(k).params)(keys.init))
+  params = initialization.merge_pretrained(fresh_params, loaded, source)
+  logging.info("%s: body initialised from %s", name, source)
+  return params
+
+
+def memory_usage() -> dict[str, float]:
+  """Peak host RSS of this process and, where the backend reports it, the
+  peak device memory (MiB)."""
+  import resource
+  usage = {"host_peak_rss_mb": round(
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    usage["device_peak_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
+  return usage
 
 
 def finished_history(config, workdir: str) -> list[dict[str, Any]] | None:
@@ -423,21 +516,10 @@ def finished_history(config, workdir: str) -> list[dict[str, Any]] | None:
   return None
 
 
-def memory_usage() -> dict[str, float]:
-  """Peak host RSS of this process and, where the backend reports it, the
-  peak device memory (MiB)."""
-  import resource
-  usage = {"host_peak_rss_mb": round(
-      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-  stats = jax.local_devices()[0].memory_stats() or {}
-  if "peak_bytes_in_use" in stats:
-    usage["device_peak_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
-  return usage
-
-
 def _initial_state(config, workdir, store, setup, init_state, keys, name,
-                   log=logging.info):
-  """(state, history): the latest checkpoint's, or fresh (random/pre-trained)."""
+                   initial_params, log=logging.info):
+  """(state, history): the latest checkpoint's, or a fresh start from
+  `initial_params` (pre-trained, merged) or random."""
   latest = store.latest_step()
   if latest is not None:
     # Resume: the checkpoint holds every weight, head included; no
@@ -446,47 +528,62 @@ def _initial_state(config, workdir, store, setup, init_state, keys, name,
         latest, abstract_state(init_state, keys.init, setup))
     log("%s: resumed %s from step %d", name, workdir, latest)
     return state, history
-  pretrained = initialization.load_pretrained(config, workdir)
-  params = None
-  if pretrained is not None:
-    loaded, source = pretrained
-    fresh_params = distributed.fetch(
-        jax.jit(lambda k: init_state(k).params)(keys.init))
-    params = initialization.merge_pretrained(fresh_params, loaded, source)
-    log("%s: body initialised from %s", name, source)
-  state = jax.jit(init_state, out_shardings=setup.replicated)(keys.init, params)
+  if config.init != "random" and initial_params is None:
+    initial_params = _pretrained_params(config, workdir, init_state, keys, name)
+  state = jax.jit(init_state, out_shardings=setup.replicated)(keys.init,
+                                                              initial_params)
   log("%s: starting from scratch in %s (init=%s, seeds %s)", name,
-               workdir, config.init, seeds_of(config))
+      workdir, config.init, seeds_of(config))
   return state, []
 
 
-def _train(config, config_dict, workdir, store, name, hooks) -> list[dict[str, Any]]:
-  done = finished_history(config, workdir)
-  if done is not None:
-    logging.info("%s: %s already holds %d epochs; nothing to train.", name,
-                 workdir, done[-1]["epoch"])
-    workdir_lib.sync_metrics(workdir, done)
-    return done
+def _run_epoch(step_fn, state, inputs, first: int, steps_per_epoch: int,
+               config, progress: "_Progress"):
+  """Steps `first`..end of an epoch. Returns (state, stopped): stopped if a
+  stop was requested (the state is then at a step boundary mid-epoch).
+  Every `log_every_steps` the running loss is fetched for the progress bar,
+  and a non-finite loss ends the run (Diverged)."""
+  reported = first
+  for position in range(first, steps_per_epoch):
+    state = step_fn(state, *inputs)
+    steps_done = position + 1
+    if _stop_requested.is_set():
+      return state, True
+    if steps_done % config.log_every_steps == 0 or steps_done == steps_per_epoch:
+      # The only sync in an epoch: it waits for this step to finish.
+      sums, bad_steps = distributed.fetch((state.metric_sums, state.nonfinite_step))
+      _check_finite(bad_steps, steps_per_epoch)
+      running = float(np.mean(sums["loss_sum"] / np.maximum(sums["count"], 1)))
+      progress.update(steps_done - reported, running)
+      reported = steps_done
+  return state, False
 
-  dataset = data.load_dataset(config)
-  steps_per_epoch = len(dataset.train) // config.batch_size
-  if steps_per_epoch == 0:
-    raise UserError(f"config.batch_size={config.batch_size} is larger than the "
-                    f"{len(dataset.train)} training examples")
-  setup, init_state = build_setup(config, dataset.num_classes, steps_per_epoch,
-                                  config.batch_size, config.learning_rate)
+
+def _check_finite(bad_steps, steps_per_epoch: int, seeds=None) -> None:
+  bad = [(i, int(s)) for i, s in enumerate(np.atleast_1d(bad_steps)) if s >= 0]
+  if bad:
+    index, step = bad[0]
+    which = f"seed index {index}" if seeds is None else f"seed {seeds[index]}"
+    raise Diverged(
+        f"the loss became non-finite ({which}) at epoch "
+        f"{step // steps_per_epoch + 1}, step {step + 1}")
+
+
+def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
+           init_state, keys, initial_params) -> list[dict[str, Any]]:
+  steps_per_epoch = setup.steps_per_epoch
   seeds = seeds_of(config)
-  keys = RunKeys.from_seeds(seeds)
   log = logging.info if hooks.verbose else logging.debug
   state, history = _initial_state(config, workdir, store, setup, init_state,
-                                  keys, name, log)
+                                  keys, name, initial_params, log)
+  workdir_lib.record_config(workdir, config_dict)
   workdir_lib.sync_metrics(workdir, history)
 
   one_model = jax.tree.map(lambda x: x[0], state.params)
   trainable_count, total_count = freezing.count_parameters(one_model,
                                                            setup.trainable)
   log("%s: %d of %d parameters trainable per model (rules %s)", name,
-               trainable_count, total_count, freezing.resolve_rules(config))
+      trainable_count, total_count, freezing.resolve_rules(config))
 
   examples = distributed.put_replicated(dataset.train.images, setup.replicated)
   labels = distributed.put_replicated(dataset.train.labels, setup.replicated)
@@ -522,12 +619,24 @@ def _train(config, config_dict, workdir, store, name, hooks) -> list[dict[str, A
   eval_fn = make_evaluator(setup).lower(
       state.params, eval_set.images, eval_set.labels, eval_set.weights).compile()
   compile_seconds = time.perf_counter() - compile_start
-  log("%s: compiled the train and eval steps in %.1f s", name,
-               compile_seconds)
+  log("%s: compiled the train and eval steps in %.1f s", name, compile_seconds)
+
+  def save(step: int, val_loss: float | None) -> None:
+    try:
+      store.save(step, state, history, config_dict, val_loss)
+    except Exception as e:  # orbax/tensorstore raise many types on I/O errors
+      latest = [s for s in store.steps() if s != step]
+      raise UserError(
+          f"{name}: could not write the checkpoint of step {step} in "
+          f"{store.directory} ({brief(e)}). The last complete "
+          f"checkpoint ({latest[-1] if latest else 'none'}) is intact; free "
+          "space and run the same command again to resume") from e
 
   start_step = int(distributed.fetch(state.step)[0])
   label = hooks.label or name
   for epoch in range(start_step // steps_per_epoch, config.num_epochs):
+    if _stop_requested.is_set():
+      raise Interrupted(workdir, epoch, epoch * steps_per_epoch)
     first = max(start_step - epoch * steps_per_epoch, 0)  # >0: resumed mid-epoch
     orders = make_orders(keys.data, epoch)
     progress = _Progress(config.progress_bar and distributed.is_primary(),
@@ -535,28 +644,28 @@ def _train(config, config_dict, workdir, store, name, hooks) -> list[dict[str, A
                          f"{label} epoch {epoch + 1}/{config.num_epochs}",
                          config.batch_size * len(seeds), hooks.bar_position)
     epoch_start = time.perf_counter()
-    reported = first
-    for position in range(first, steps_per_epoch):
-      state = step_fn(state, examples, labels, orders, keys.augment)
-      steps_done = position + 1
-      if steps_done % config.log_every_steps == 0 or steps_done == steps_per_epoch:
-        # Fetching the running loss waits for this step: the only sync in an
-        # epoch, every log_every_steps steps.
-        sums = distributed.fetch(state.metric_sums)
-        running = float(np.mean(sums["loss_sum"] / np.maximum(sums["count"], 1)))
-        progress.update(steps_done - reported, running)
-        reported = steps_done
-    train_sums = distributed.fetch(state.metric_sums)
-    epoch_seconds = time.perf_counter() - epoch_start
+    state, stopped = _run_epoch(step_fn, state,
+                                (examples, labels, orders, keys.augment),
+                                first, steps_per_epoch, config, progress)
     progress.close()
+    train_sums, bad_steps, step = distributed.fetch(
+        (state.metric_sums, state.nonfinite_step, state.step[0]))
+    step = int(step)
+    _check_finite(bad_steps, steps_per_epoch, seeds)
+    if stopped:
+      # A checkpoint mid-epoch: the running sums are in the state, the data
+      # order and augmentation follow from (seed, step), so resuming from it
+      # finishes this epoch exactly as an uninterrupted run would.
+      save(step, None)
+      raise Interrupted(workdir, epoch + 1, step)
+    epoch_seconds = time.perf_counter() - epoch_start
 
     eval_start = time.perf_counter()
     val_sums = distributed.fetch(eval_fn(state.params, eval_set.images,
-                                      eval_set.labels, eval_set.weights))
+                                         eval_set.labels, eval_set.weights))
     eval_seconds = time.perf_counter() - eval_start
 
     steps_run = steps_per_epoch - first
-    step = int(distributed.fetch(state.step)[0])
     shared = {
         "epoch": epoch + 1,
         "step": step,
@@ -584,13 +693,11 @@ def _train(config, config_dict, workdir, store, name, hooks) -> list[dict[str, A
       bad = [k for k, v in record.items()
              if isinstance(v, float) and not math.isfinite(v)]
       if bad:
-        raise UserError(
-            f"{name}: non-finite {', '.join(bad)} for seed {record['seed']} at "
-            f"epoch {epoch + 1} (step {step}). The last good checkpoint "
-            f"({store.latest_step()}) is kept; lower the learning rate?")
+        raise Diverged(
+            f"non-finite {', '.join(bad)} for seed {record['seed']} at epoch "
+            f"{epoch + 1} (step {step})")
     history.extend(records)
-    mean_val_loss = float(np.mean([r["val_loss"] for r in records]))
-    store.save(step, state, history, config_dict, mean_val_loss)
+    save(step, float(np.mean([r["val_loss"] for r in records])))
     if distributed.is_primary():
       for record in records:
         workdir_lib.append_metrics(workdir, record)

@@ -6,6 +6,7 @@
   <workdir>/eval.json       the last `--mode=eval` result
   <workdir>/autoencoder/    the pre-trained autoencoder's own run (ae_init)
   <workdir>/archive/<time>/ earlier runs moved aside by --fresh
+  <workdir>/.lock           who is writing to the workdir (one run at a time)
 
 Resuming a workdir with a config that changes the experiment is refused;
 `--fresh` moves the old run into archive/ instead of deleting anything.
@@ -13,9 +14,12 @@ Resuming a workdir with a config that changes the experiment is refused;
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import os
+import socket
 from typing import Any
 
 from absl import logging
@@ -72,21 +76,33 @@ def archive_run(workdir: str) -> str | None:
   return target
 
 
-def prepare(workdir: str, config_dict: dict[str, Any], fresh: bool = False) -> None:
-  """Creates the workdir, or checks that it holds a run of the same experiment.
+def _nearest_existing(path: str) -> str:
+  while not os.path.exists(path):
+    parent = os.path.dirname(path)
+    if parent == path:
+      break
+    path = parent
+  return path
 
-  Fields in configlib.RESUMABLE_FIELDS may differ (e.g. more epochs); any
-  other difference is refused with the fields that differ and the way out.
+
+def check(workdir: str, config_dict: dict[str, Any], fresh: bool = False) -> None:
+  """Read-only: can a run of `config_dict` start or resume in `workdir`?
+
+  The workdir must be (or be creatable as) a writable directory, and a run
+  already in it must be of the same experiment: fields in
+  configlib.RESUMABLE_FIELDS may differ (e.g. more epochs); any other
+  difference is refused with the fields that differ and the way out. Nothing
+  is written, so a refused run leaves the workdir as it was.
   """
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as e:
-    raise UserError(f"cannot create workdir {workdir}: {e.strerror}") from None
-  if not os.access(workdir, os.W_OK):
-    raise UserError(f"workdir {workdir} is not writable")
-  if fresh and distributed.is_primary():
-    archive_run(workdir)
-  distributed.barrier("workdir-archived")
+  existing = _nearest_existing(os.path.abspath(workdir))
+  if not os.path.isdir(existing):
+    raise UserError(f"cannot use workdir {workdir}: {existing} is a file, not "
+                    "a directory")
+  if not os.access(existing, os.W_OK):
+    raise UserError(f"workdir {workdir} is not writable ({existing} denies "
+                    "writing)")
+  if fresh:
+    return
   previous = read_config(workdir)
   if previous is not None:
     old = _flatten(configlib.identity(previous))
@@ -98,24 +114,108 @@ def prepare(workdir: str, config_dict: dict[str, Any], fresh: bool = False) -> N
           f"({'; '.join(changed)}). Use a new --workdir, or pass --fresh to "
           f"move the old run to {os.path.join(workdir, ARCHIVE_DIR)}/ and "
           "start again")
-  distributed.barrier("workdir-checked")
-  if distributed.is_primary():
+
+
+@contextlib.contextmanager
+def claim(workdir: str, config_dict: dict[str, Any], fresh: bool = False):
+  """Holds the workdir for a run: creates it, takes its lock (one writer per
+  workdir), and moves an old run to archive/ if `fresh`.
+
+  Call `check` first: claim assumes the config fits the workdir.
+  """
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"cannot create workdir {workdir}: {e.strerror}") from None
+  with lock(workdir):
+    if fresh and distributed.is_primary():
+      archive_run(workdir)
+    distributed.barrier("workdir-claimed")
+    yield
+
+
+def record_config(workdir: str, config_dict: dict[str, Any]) -> None:
+  """Writes config.json (if it changed): once the run has its starting state,
+  so a run refused on the way leaves the old file as it was."""
+  if distributed.is_primary() and read_config(workdir) != config_dict:
     write_json_atomic(os.path.join(workdir, CONFIG_FILE), config_dict)
 
 
+LOCK_FILE = ".lock"
+_held_locks: dict[str, list] = {}  # lock path -> [fd, depth], this process
+
+
+@contextlib.contextmanager
+def lock(workdir: str):
+  """An exclusive lock on <workdir>/.lock (flock), re-entrant in a process.
+
+  The kernel drops a flock when its process dies, SIGKILL included, so a
+  killed run never leaves the workdir stuck. The file says who holds it.
+  Only process 0 of a multi-process run locks (the others follow it).
+  """
+  if not distributed.is_primary():
+    yield
+    return
+  path = os.path.join(os.path.abspath(workdir), LOCK_FILE)
+  if path in _held_locks:
+    _held_locks[path][1] += 1
+    try:
+      yield
+    finally:
+      _held_locks[path][1] -= 1
+    return
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "?"
+    os.close(fd)
+    raise UserError(
+        f"workdir {workdir} is in use by another run ({holder}); wait for it "
+        "to finish or stop it, or use another --workdir") from None
+  holder = (f"pid {os.getpid()} on {socket.gethostname()} since "
+            f"{datetime.datetime.now().isoformat(timespec='seconds')}")
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, holder.encode() + b"\n", 0)
+  _held_locks[path] = [fd, 1]
+  try:
+    yield
+  finally:
+    del _held_locks[path]
+    os.close(fd)  # releases the flock
+
+
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """The records of metrics.jsonl; a last line cut short by a kill is skipped
+  (sync_metrics rewrites the file from the checkpoint on resume)."""
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return []
+  records = []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  for number, line in enumerate(lines, start=1):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      if number < len(lines):
+        raise UserError(f"{path}: line {number} is not JSON") from None
+      logging.warning("%s: the last line is incomplete (a run was killed "
+                      "while writing it); ignored", path)
+  return records
 
 
 def append_metrics(workdir: str, record: dict[str, Any]) -> None:
-  with open(os.path.join(workdir, METRICS_FILE), "a") as f:
-    f.write(json.dumps(record, sort_keys=True) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
+  path = os.path.join(workdir, METRICS_FILE)
+  try:
+    with open(path, "a") as f:
+      f.write(json.dumps(record, sort_keys=True) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:
+    raise UserError(f"could not write {path}: {e.strerror}; the checkpoint "
+                    f"of epoch {record.get('epoch')} is saved, so rerunning "
+                    "the same command rebuilds the file and goes on") from None
 
 
 def sync_metrics(workdir: str, history: list[dict[str, Any]]) -> None:

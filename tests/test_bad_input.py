@@ -1,0 +1,234 @@
+"""Bad input: each case ends in a one-line `error:`, a non-zero exit status,
+and no file of the workdir changed (README, "Errors you may see")."""
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, SHARED_TFDS, needs_cifar10, run_cli
+
+TINY = ("--config=configs/random_init.py:smoke", "--config.train_subset=320",
+        "--config.val_subset=200", "--config.batch_size=32",
+        "--config.num_epochs=1", "--config.progress_bar=False")
+
+
+def _snapshot(root):
+  """Every file under root with its content hash (.lock is bookkeeping)."""
+  found = {}
+  for folder, _, files in os.walk(root):
+    for name in files:
+      path = os.path.join(folder, name)
+      if name != ".lock":
+        with open(path, "rb") as f:
+          found[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+  return found
+
+
+def _assert_one_line_error(result, *needles, status=2):
+  assert result.returncode == status, (result.returncode, result.stderr[-3000:])
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: "), last
+  for needle in needles:
+    assert needle in last, (needle, last)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A finished one-epoch run, copied afresh for each case."""
+  workdir = tmp_path_factory.mktemp("trained") / "w"
+  result = run_cli(*TINY, f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+@pytest.fixture
+def workdir(trained, tmp_path):
+  copy = tmp_path / "w"
+  shutil.copytree(trained, copy)
+  return copy
+
+
+CLI_CASES = [
+    ("unknown field", ("--config.lerning_rate=0.1",),
+     ("unknown config field 'lerning_rate'", "did you mean 'learning_rate'")),
+    ("wrong type", ("--config.batch_size=lots",), ("config.batch_size=lots",)),
+    ("zero epochs", ("--config.num_epochs=0",),
+     ("config.num_epochs=0: must be at least 1",)),
+    ("zero batch", ("--config.batch_size=0",), ("config.batch_size=0",)),
+    ("negative batch", ("--config.batch_size=-32",), ("config.batch_size=-32",)),
+    ("tiny image", ("--config.image_size=32",), ("at least 63 px",)),
+    ("unknown init", ("--config.init=imagenet1k",),
+     ("config.init='imagenet1k' is not one of",)),
+    ("unknown freeze", ("--config.freeze=heda",), ("did you mean 'head'",)),
+    # (one more epoch: a finished run needs no data and would just say so)
+    ("missing dataset", ("--config.data_dir=/nonexistent/tfds",
+                         "--config.num_epochs=2"),
+     ("data_dir=/nonexistent/tfds", "TFDS_DATA_DIR")),
+    ("other experiment", ("--config.learning_rate=0.01",),
+     ("holds a run with a different config", "--fresh")),
+]
+
+
+@needs_cifar10
+@pytest.mark.parametrize("name, args, needles", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_cli_bad_input_on_an_existing_run(workdir, name, args, needles):
+  before = _snapshot(workdir)
+  result = run_cli(*TINY, *args, f"--workdir={workdir}")
+  _assert_one_line_error(result, *needles)
+  assert _snapshot(workdir) == before
+
+
+def test_verbosity_shows_the_traceback(tmp_path):
+  result = run_cli(*TINY, "--config.num_epochs=0", "--verbosity=1",
+                   f"--workdir={tmp_path / 'w'}")
+  assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_batch_not_divisible_by_devices_touches_nothing(tmp_path):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  result = subprocess.run(
+      [sys.executable, "-m", "jaxtransfer.main", *TINY, "--config.batch_size=12",
+       f"--workdir={tmp_path / 'w'}"], cwd=REPO_ROOT, env=env,
+      capture_output=True, text=True, timeout=300)
+  _assert_one_line_error(result, "config.batch_size=12", "8 devices")
+  assert not (tmp_path / "w").exists()
+
+
+@needs_cifar10
+def test_damaged_dataset(tmp_path):
+  damaged = tmp_path / "tfds" / "cifar10" / "3.0.2"
+  damaged.mkdir(parents=True)
+  source = os.path.join(SHARED_TFDS, "cifar10", "3.0.2")
+  for name in os.listdir(source):
+    if "test.array_record" in name:  # truncated to half: a broken copy
+      with open(os.path.join(source, name), "rb") as f:
+        (damaged / name).write_bytes(f.read(os.path.getsize(f.name) // 2))
+    else:
+      os.symlink(os.path.join(source, name), damaged / name)
+  result = run_cli(*TINY, f"--config.data_dir={tmp_path / 'tfds'}",
+                   f"--workdir={tmp_path / 'w'}")
+  _assert_one_line_error(result, "could not be read", "damaged")
+  assert not (tmp_path / "w").exists()
+
+
+def _largest_file(root):
+  files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
+  return max(files, key=os.path.getsize)
+
+
+@needs_cifar10
+@pytest.mark.parametrize("mode", ["eval", "resume"])
+def test_truncated_checkpoint(workdir, mode):
+  step_dir = [d for d in (workdir / "checkpoints").iterdir() if d.name.isdigit()][-1]
+  victim = _largest_file(step_dir / "state")
+  with open(victim, "r+b") as f:
+    f.truncate(os.path.getsize(victim) // 2)
+  before = _snapshot(workdir)
+  args = ("--mode=eval",) if mode == "eval" else (*TINY, "--config.num_epochs=2")
+  result = run_cli(*args, f"--workdir={workdir}")
+  _assert_one_line_error(result, f"checkpoint {workdir}/checkpoints/{step_dir.name} "
+                         "cannot be restored", "damaged")
+  assert _snapshot(workdir) == before
+
+
+@needs_cifar10
+def test_foreign_checkpoint_directory(workdir, tmp_path):
+  foreign = tmp_path / "foreign"
+  (foreign / "checkpoints" / "100").mkdir(parents=True)
+  (foreign / "checkpoints" / "100" / "model.pt").write_bytes(b"\x80\x02not orbax")
+  shutil.copy(workdir / "config.json", foreign / "config.json")
+  before = _snapshot(foreign)
+  result = run_cli("--mode=eval", f"--workdir={foreign}")
+  _assert_one_line_error(result, "cannot be restored")
+  assert _snapshot(foreign) == before
+
+
+@needs_cifar10
+def test_checkpoint_of_another_model_shape(workdir):
+  config = json.loads((workdir / "config.json").read_text())
+  config["head_hidden"] = 250  # the config now claims a narrower head
+  (workdir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+  before = _snapshot(workdir)
+  result = run_cli(*TINY, "--config.head_hidden=250", "--config.num_epochs=2",
+                   f"--workdir={workdir}")
+  _assert_one_line_error(result, "cannot be restored", "another model")
+  assert _snapshot(workdir) == before
+
+
+@needs_cifar10
+def test_converted_weights_of_the_wrong_shapes(tmp_path):
+  from jaxtransfer import conversion
+  body = {f"conv{i}": {"kernel": np.zeros((3, 3, 3, 8), np.float32),
+                       "bias": np.zeros(8, np.float32)} for i in range(1, 6)}
+  conversion.write(str(tmp_path / "weights"), {"body": body}, {})
+  result = run_cli(*TINY, "--config.init=imagenet",
+                   f"--config.init_weights={tmp_path / 'weights'}",
+                   f"--workdir={tmp_path / 'w'}")
+  _assert_one_line_error(result, "do not fit the AlexNet body",
+                         "body/conv1/kernel: shape (3, 3, 3, 8), expected (11, 11, 3, 64)")
+  assert not (tmp_path / "w").exists()
+
+
+def test_malicious_pickle_given_to_the_converter(tmp_path):
+  torch = pytest.importorskip("torch")
+  marker = tmp_path / "pwned"
+
+  class WritesAFile:
+    def __reduce__(self):
+      return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
+
+  torch.save({"features.0.weight": WritesAFile()}, tmp_path / "evil.pth")
+  result = run_cli("convert", f"--torch_checkpoint={tmp_path / 'evil.pth'}",
+                   f"--out={tmp_path / 'out'}")
+  _assert_one_line_error(result, "refused to load", "would run code")
+  assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_workdir_that_cannot_be_a_directory(tmp_path):
+  (tmp_path / "file").write_text("not a directory")
+  result = run_cli(*TINY, f"--workdir={tmp_path / 'file' / 'w'}")
+  _assert_one_line_error(result, "is a file, not a directory")
+  assert (tmp_path / "file").read_text() == "not a directory"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_workdir_not_writable(tmp_path):
+  locked = tmp_path / "locked"
+  locked.mkdir()
+  locked.chmod(0o555)
+  result = run_cli(*TINY, f"--workdir={locked / 'w'}")
+  _assert_one_line_error(result, "is not writable")
+
+
+@needs_cifar10
+def test_disk_full_while_saving_keeps_the_last_checkpoint(workdir):
+  from jaxtransfer import checkpoints
+  good = checkpoints.RunCheckpoints(str(workdir), read_only=True).latest_step()
+  metrics = (workdir / "metrics.jsonl").read_text()
+  # `ulimit -f`: files past 8 MB fail with EFBIG, as on a full disk: the
+  # checkpoint's arrays (~30 MB) cannot be written; config.json and
+  # metrics.jsonl could be.
+  command = " ".join(shlex.quote(a) for a in (
+      sys.executable, "-m", "jaxtransfer.main", *TINY, "--config.num_epochs=2",
+      f"--workdir={workdir}"))
+  result = subprocess.run(["bash", "-c", f"ulimit -f 8192 && exec {command}"],
+                          cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+  _assert_one_line_error(result, f"could not write the checkpoint of step {2 * good}",
+                         "File too large",
+                         f"The last complete checkpoint ({good}) is intact")
+  store = checkpoints.RunCheckpoints(str(workdir), read_only=True)
+  assert store.latest_step() == good
+  assert (workdir / "metrics.jsonl").read_text() == metrics
+  # ... and with space again, the same command resumes and finishes.
+  result = run_cli(*TINY, "--config.num_epochs=2", f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 2

@@ -1,0 +1,118 @@
+"""Runs that are killed, stopped or diverge lose nothing and resume exactly;
+one writer per workdir."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax.numpy as jnp
+import pytest
+
+from benchmarks import kill_resume
+from conftest import REPO_ROOT, needs_cifar10, run_cli, tiny_config
+from jaxtransfer import checkpoints, experiment, training
+from jaxtransfer.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("reference"))
+  start = time.perf_counter()
+  result = kill_resume.finish(workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return kill_resume.outcome(workdir), time.perf_counter() - start
+
+
+@needs_cifar10
+@pytest.mark.parametrize("when", ["training", "checkpoint write"])
+def test_killed_run_resumes_bit_identical(reference, tmp_path, when):
+  (expected, duration) = reference
+  assert len(expected[0]) == 3  # 3 epochs x 1 seed
+  # A seeded point in the second half of the run (training, evaluation,
+  # saving), or the moment a checkpoint write is under way.
+  delay = (random.Random(7).uniform(0.5 * duration, 0.9 * duration)
+           if when == "training" else None)
+  what = kill_resume.kill_once(str(tmp_path), delay)
+  assert what.startswith("killed"), what
+  result = kill_resume.finish(str(tmp_path))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert kill_resume.identical(kill_resume.outcome(str(tmp_path)), expected), what
+  # No partial checkpoint was ever restored, and none is left behind.
+  assert not [d for d in os.listdir(tmp_path / "checkpoints") if "tmp" in d]
+
+
+@needs_cifar10
+def test_sigterm_checkpoints_mid_epoch_and_resumes_bit_identical(reference, tmp_path):
+  (expected, _) = reference
+  process = subprocess.Popen(kill_resume.command(str(tmp_path)), cwd=REPO_ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+  metrics = tmp_path / "metrics.jsonl"
+  deadline = time.time() + 300
+  while time.time() < deadline and process.poll() is None and not (
+      metrics.exists() and metrics.read_text().strip()):
+    time.sleep(0.01)
+  time.sleep(0.3)  # into the second epoch
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+  last = stderr.strip().splitlines()[-1]
+  assert last.startswith("interrupted: stopped at epoch") and "Run the same command" in last
+  assert "Traceback" not in stderr
+  steps = checkpoints.RunCheckpoints(str(tmp_path), read_only=True).steps()
+  steps_per_epoch = 640 // 32
+  assert steps[-1] % steps_per_epoch != 0, steps  # a checkpoint mid-epoch
+  result = kill_resume.finish(str(tmp_path))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert kill_resume.identical(kill_resume.outcome(str(tmp_path)), expected)
+
+
+@needs_cifar10
+def test_absurd_learning_rate_stops_naming_epoch_and_step(tmp_path):
+  result = run_cli(*kill_resume.ARGS, "--config.learning_rate=1e6",
+                   "--config.log_every_steps=1", f"--workdir={tmp_path}")
+  assert result.returncode == 3, result.stderr[-2000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert "error: the loss became non-finite" in last
+  assert "at epoch 1, step 2" in last
+  assert "Traceback" not in result.stderr
+  assert not os.path.exists(tmp_path / "checkpoints") or not os.listdir(
+      tmp_path / "checkpoints")  # the bad state is never saved
+
+
+@needs_cifar10
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  workdir = str(tmp_path)
+  experiment.train(tiny_config(num_epochs=1), workdir)  # one good epoch
+  good = checkpoints.RunCheckpoints(workdir, read_only=True).latest_step()
+  # Resume for a second epoch whose forward pass turns non-finite.
+  poisoned = training._apply
+  monkeypatch.setattr(training, "_apply", lambda setup, params, inputs:
+                      poisoned(setup, params, inputs) * jnp.inf)
+  with pytest.raises(training.Diverged, match=r"at epoch 2, step 11"):
+    experiment.train(tiny_config(num_epochs=2), workdir)
+  assert checkpoints.RunCheckpoints(workdir, read_only=True).steps()[-1] == good
+  lines = (tmp_path / "metrics.jsonl").read_text().strip().splitlines()
+  assert [json.loads(l)["epoch"] for l in lines] == [1]
+
+
+@needs_cifar10
+def test_one_writer_per_workdir_and_a_killed_run_leaves_no_stuck_lock(tmp_path):
+  first = subprocess.Popen(kill_resume.command(str(tmp_path)), cwd=REPO_ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  lock = tmp_path / ".lock"
+  deadline = time.time() + 300
+  while time.time() < deadline and not (lock.exists() and lock.read_text()):
+    time.sleep(0.01)
+  second = kill_resume.finish(str(tmp_path))
+  assert second.returncode == 2
+  last = second.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: workdir {tmp_path} is in use by another run (pid {first.pid}")
+  first.send_signal(signal.SIGKILL)
+  first.wait()
+  third = kill_resume.finish(str(tmp_path))  # the kernel dropped the lock
+  assert third.returncode == 0, third.stderr[-2000:]
