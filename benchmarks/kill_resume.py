@@ -91,7 +91,7 @@ def kill_once(workdir: str, delay: float | None, args=ARGS) -> str:
       os.path.exists(os.path.join(workdir, "metrics.jsonl"))) else 0
   return (f"killed at {time.perf_counter() - start:.2f} s, "
           f"{'while writing a checkpoint' if writing else 'not writing'}, "
-          f"{epochs} epoch lines written")
+          f"metrics.jsonl had {epochs} epoch line{'' if epochs == 1 else 's'}")
 
 
 def main() -> None:

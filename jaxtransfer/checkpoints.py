@@ -142,9 +142,6 @@ class RunCheckpoints:
     # The same ranking as BestN: the mean over seeds of a step's val_loss.
     return min(losses, key=lambda step: (sum(losses[step]) / len(losses[step]), step))
 
-  def wait(self) -> None:
-    self._manager.wait_until_finished()
-
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()

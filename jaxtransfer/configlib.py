@@ -178,10 +178,19 @@ def identity(config_dict: dict[str, Any]) -> dict[str, Any]:
   return {k: v for k, v in config_dict.items() if k not in RESUMABLE_FIELDS}
 
 
-def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-  """Human-readable `field: old -> new` lines between two identity dicts."""
-  lines = []
-  for key in sorted(set(old) | set(new)):
-    if old.get(key) != new.get(key):
-      lines.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
-  return lines
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[prefix + key] = value
+  return flat
+
+
+def identity_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """`field: old -> new` for every field that defines a run and differs
+  between two config dicts (to_dict's); empty if they are the same run."""
+  old, new = _flatten(identity(old)), _flatten(identity(new))
+  return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+          for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]

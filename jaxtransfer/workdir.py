@@ -35,16 +35,6 @@ RUN_ARTIFACTS = (CONFIG_FILE, METRICS_FILE, EVAL_FILE, "checkpoints",
                  "autoencoder")
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}."))
-    else:
-      flat[prefix + key] = value
-  return flat
-
-
 def write_json_atomic(path: str, payload: Any) -> None:
   tmp = f"{path}.tmp-{os.getpid()}"
   with open(tmp, "w") as f:
@@ -105,9 +95,7 @@ def check(workdir: str, config_dict: dict[str, Any], fresh: bool = False) -> Non
     return
   previous = read_config(workdir)
   if previous is not None:
-    old = _flatten(configlib.identity(previous))
-    new = _flatten(configlib.identity(config_dict))
-    changed = configlib.differences(old, new)
+    changed = configlib.identity_changes(previous, config_dict)
     if changed:
       raise UserError(
           f"workdir {workdir} holds a run with a different config "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -15,6 +16,14 @@ SHARED_TFDS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "tfds")
 # points TFDS elsewhere.
 if "TFDS_DATA_DIR" not in os.environ and os.path.isdir(SHARED_TFDS):
   os.environ["TFDS_DATA_DIR"] = SHARED_TFDS
+
+# The tests compile the same small programs in many processes (kill/resume,
+# CLI cases): JAX's persistent compilation cache, shared by the whole session
+# and its subprocesses, compiles each once. (A cached executable is the same
+# binary, so bit-identity checks are unaffected.)
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jax-cache-")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)  # `from configs import default`

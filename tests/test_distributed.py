@@ -64,7 +64,7 @@ def test_eight_devices_train_like_one(one_device, tmp_path):
 def test_batch_not_divisible_by_devices_names_both_numbers(tmp_path):
   result = _run((*TINY, "--config.batch_size=12"), tmp_path, devices=8)
   assert result.returncode == 2
-  assert "error: config.batch_size=12 does not divide by the 8 devices" in result.stderr
+  assert "error: config.batch_size=12: does not divide by the 8 devices" in result.stderr
   assert "Traceback" not in result.stderr
 
 

@@ -79,7 +79,7 @@ def test_vectorised_step_matches_the_single_seed_step(strategy):
 
 
 STUDY = ("--config=configs/study.py:smoke,num_seeds=2",
-         "--config.study.freezes=('none','head')",
+         "--config.study.freezes=('head','head+conv5')",
          "--config.train_subset=320", "--config.val_subset=200",
          "--config.batch_size=32", "--config.num_epochs=2",
          "--config.pretrain.num_epochs=1", "--config.progress_bar=False")
@@ -96,13 +96,13 @@ def test_study_runs_the_grid_resumes_after_a_kill_and_reports(tmp_path):
   process = subprocess.Popen(
       [sys.executable, "-m", "jaxtransfer.main", *STUDY, f"--workdir={workdir}"],
       cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  second = workdir / "random-head" / "metrics.jsonl"
+  second = workdir / "random-head+conv5" / "metrics.jsonl"
   deadline = time.time() + 400
   while time.time() < deadline and process.poll() is None and not second.exists():
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
   process.wait()
-  first_done = workdir / "random-none" / "metrics.jsonl"
+  first_done = workdir / "random-head" / "metrics.jsonl"
   assert first_done.exists(), "killed before the first arm finished"
   first_mtime = _mtime(first_done)
 
@@ -112,16 +112,18 @@ def test_study_runs_the_grid_resumes_after_a_kill_and_reports(tmp_path):
 
   plan = json.loads((workdir / "study.json").read_text())
   names = [a["name"] for a in plan["arms"]]
-  assert names == ["random-none", "random-head", "imagenet-none", "imagenet-head",
-                   "autoencoder-none", "autoencoder-head"]
+  assert names == ["random-head", "random-head+conv5", "imagenet-head",
+                   "imagenet-head+conv5", "autoencoder-head",
+                   "autoencoder-head+conv5"]
   ran = [a["name"] for a in plan["arms"] if a["status"] == "done"]
-  assert ran == ["random-none", "random-head", "autoencoder-none", "autoencoder-head"]
+  assert ran == ["random-head", "random-head+conv5", "autoencoder-head",
+                 "autoencoder-head+conv5"]
   for name in ran:
     records = [json.loads(l) for l in (workdir / name / "metrics.jsonl").read_text().splitlines()]
     assert sorted((r["epoch"], r["seed"]) for r in records) == [
         (1, 0), (1, 1), (2, 0), (2, 1)]
   # One autoencoder, shared: both autoencoder arms start from its run.
-  for name in ("autoencoder-none", "autoencoder-head"):
+  for name in ("autoencoder-head", "autoencoder-head+conv5"):
     config = json.loads((workdir / name / "config.json").read_text())
     assert config["ae_checkpoint"] == str(workdir / "autoencoder")
   assert len(os.listdir(workdir / "autoencoder" / "checkpoints")) >= 1
@@ -129,7 +131,7 @@ def test_study_runs_the_grid_resumes_after_a_kill_and_reports(tmp_path):
   text = (workdir / "report.md").read_text()
   for name in ran:
     assert f"| {name} |" in text
-  assert "skipped **imagenet-none**: no converted ImageNet weights" in text
+  assert "skipped **imagenet-head**: no converted ImageNet weights" in text
   assert "320 training images" in text and "2 seeds" in text
   for png in ("val_loss.png", "val_accuracy.png", "autoencoder_reconstructions.png"):
     assert (workdir / png).stat().st_size > 10_000
