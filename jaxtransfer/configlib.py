@@ -14,7 +14,9 @@ resumed with a different experiment.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
+import os
 from typing import Any
 
 import ml_collections
@@ -92,6 +94,65 @@ def unknown_field_message(field: str, config: ml_collections.ConfigDict) -> str:
   hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
   return (f"unknown config field {field!r}{hint} "
           f"(known fields: {', '.join(sorted(n for n in names if '.' not in n))})")
+
+
+def _config_spec(argv: list[str]) -> str | None:
+  """`FILE[:ARG]` of `--config=FILE[:ARG]` (or `--config FILE[:ARG]`), if given."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def config_path_in(argv: list[str]) -> str | None:
+  """The config file named on a command line, if any."""
+  spec = _config_spec(argv)
+  return spec.split(":", 1)[0] if spec is not None else None
+
+
+def _load_config_file(path: str, arg: str | None):
+  spec = importlib.util.spec_from_file_location("_jaxtransfer_user_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def explain_load_error(argv: list[str], exc: BaseException) -> str:
+  """One line for an error raised while absl loaded the config file or
+  applied a `--config.field=value` override: loads the file again on its own
+  to tell a missing file, a bad field in the file and a bad override apart."""
+  spec = _config_spec(argv)
+  if spec is None:
+    return f"config: {exc}"
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    return f"config file {path} does not exist"
+  try:
+    config = _load_config_file(path, arg or None)
+  except UserError as e:
+    return f"{path}: {e}"
+  except AttributeError as e:  # a field set in the file that does not exist
+    field = str(e).split("'")[1] if "'" in str(e) else str(e)
+    return f"{path}: " + unknown_field_message(field, _base_config(path))
+  except Exception as e:  # pylint: disable=broad-except
+    return f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+  for arg_ in argv:
+    if arg_.startswith("--config."):
+      field = arg_[len("--config."):].split("=", 1)[0]
+      node = config
+      for part in field.split("."):
+        if not hasattr(node, "keys") or part not in node.keys():
+          return unknown_field_message(field, config)
+        node = node[part]
+  return f"config: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def _base_config(path: str):
+  """configs/default.py next to `path`, for listing the known fields."""
+  default = os.path.join(os.path.dirname(os.path.abspath(path)), "default.py")
+  return _load_config_file(default, None)
 
 
 def _require(ok: bool, field: str, value: Any, problem: str) -> None:

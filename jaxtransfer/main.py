@@ -77,62 +77,10 @@ def _verbose() -> bool:
                                    a != "--verbosity=0" for a in sys.argv)
 
 
-def _config_path(argv: list[str]) -> str | None:
-  for i, arg in enumerate(argv):
-    if arg.startswith("--config="):
-      return arg.split("=", 1)[1].split(":", 1)[0]
-    if arg == "--config" and i + 1 < len(argv):
-      return argv[i + 1].split(":", 1)[0]
-  return None
-
-
-def _load_config_file(path: str, arg: str | None):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("_jaxtransfer_user_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg is not None else module.get_config()
-
-
-def _diagnose_config_error(argv: list[str], exc: BaseException) -> str:
-  """Turns an error raised while loading/overriding the config into one line."""
+def _parse_flags(argv: list[str]) -> list[str]:
   from jaxtransfer import configlib
 
-  path = _config_path(argv)
-  if path is None:
-    return f"config: {exc}"
-  if not os.path.exists(path):
-    return f"config file {path} does not exist"
-  raw = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), path)
-  arg = raw.split(":", 1)[1] if ":" in raw else None
-  try:
-    config = _load_config_file(path, arg)
-  except UserError as e:
-    return f"{path}: {e}"
-  except AttributeError as e:  # a field set in the file that does not exist
-    field = str(e).split("'")[1] if "'" in str(e) else str(e)
-    return f"{path}: " + configlib.unknown_field_message(field, _base_config(path))
-  except Exception as e:  # pylint: disable=broad-except
-    return f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-  for arg_ in argv:
-    if arg_.startswith("--config."):
-      field = arg_[len("--config."):].split("=", 1)[0]
-      node = config
-      for part in field.split("."):
-        if not hasattr(node, "keys") or part not in node.keys():
-          return configlib.unknown_field_message(field, config)
-        node = node[part]
-  return f"config: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-
-
-def _base_config(path: str):
-  """configs/default.py next to `path`, for listing the known fields."""
-  default = os.path.join(os.path.dirname(os.path.abspath(path)), "default.py")
-  return _load_config_file(default, None)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  path = _config_path(argv)
+  path = configlib.config_path_in(argv)
   if path:
     # Config files import their base as `from configs import default`: put
     # the folder that holds configs/ on the path, as `python -m` from the
@@ -147,7 +95,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     _fail(str(e).replace("\n", " "), e)
   except (UserError, AttributeError, KeyError, TypeError, ValueError,
           OSError, ImportError, SyntaxError) as e:
-    _fail(_diagnose_config_error(argv, e), e)
+    _fail(configlib.explain_load_error(argv, e), e)
 
 
 class _QuietLibraries:
@@ -156,9 +104,10 @@ class _QuietLibraries:
 
   _EXPECTED_WARNINGS = (
       "OpenCV is not installed",  # TFDS decodes PNGs with PIL instead
-      # asyncio at exit, about orbax tasks of a restore that already failed
-      # (and was reported): noise after the error line.
-      "Task exception was never retrieved",
+      # asyncio, when it collects the orbax tasks and futures of a restore
+      # that already failed (and was reported): "Task/Future/_GatheringFuture
+      # exception was never retrieved", noise after the error line.
+      "exception was never retrieved",
   )
 
   def filter(self, record) -> bool:

@@ -199,13 +199,26 @@ def test_workdir_that_cannot_be_a_directory(tmp_path):
   assert (tmp_path / "file").read_text() == "not a directory"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def _unwritable_directory(tmp_path) -> str:
+  """A directory this process may not write to: a chmod 555 one, or, for
+  root (whom permissions do not stop, as in CI), a read-only mount."""
+  if os.geteuid() != 0:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    return str(locked)
+  for candidate in ("/proc/sys", "/sys"):
+    if os.path.isdir(candidate) and not os.access(candidate, os.W_OK):
+      return candidate
+  pytest.skip("root, and no read-only mount to try")
+
+
 def test_workdir_not_writable(tmp_path):
-  locked = tmp_path / "locked"
-  locked.mkdir()
-  locked.chmod(0o555)
-  result = run_cli(*TINY, f"--workdir={locked / 'w'}")
-  _assert_one_line_error(result, "is not writable")
+  locked = _unwritable_directory(tmp_path)
+  workdir = os.path.join(locked, "jaxtransfer-w")
+  result = run_cli(*TINY, f"--workdir={workdir}")
+  _assert_one_line_error(result, f"workdir {workdir} is not writable")
+  assert not os.path.exists(workdir)
 
 
 @needs_cifar10
