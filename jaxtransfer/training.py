@@ -25,6 +25,7 @@ trajectory, and seed k of a vectorised run is the run of seed k alone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -43,8 +44,8 @@ import optax
 import tqdm
 
 from jaxtransfer import (augment, checkpoints, configlib, data, distributed,
-                         freezing,
-                         initialization, models, tasks, workdir as workdir_lib)
+                         freezing, initialization, models, tasks,
+                         tensorboard_events, workdir as workdir_lib)
 from jaxtransfer.errors import UserError, brief
 
 
@@ -453,13 +454,12 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
   # Pre-trained weights are read and checked before the workdir is touched.
   initial_params = (_pretrained_params(config, workdir, init_state, keys, name)
                     if starts_fresh else None)
-  with workdir_lib.claim(workdir, config_dict, fresh):
-    store = checkpoints.RunCheckpoints(workdir, keep=config.keep_checkpoints)
-    try:
-      return _train(config, config_dict, workdir, store, name, hooks, dataset,
-                    setup, init_state, keys, initial_params)
-    finally:
-      store.close()
+  with workdir_lib.claim(workdir, config_dict, fresh), \
+      contextlib.ExitStack() as open_writers:
+    store = open_writers.enter_context(contextlib.closing(
+        checkpoints.RunCheckpoints(workdir, keep=config.keep_checkpoints)))
+    return _train(config, config_dict, workdir, store, name, hooks, dataset,
+                  setup, init_state, keys, initial_params, open_writers)
 
 
 def _latest_step(workdir: str) -> int | None:
@@ -570,7 +570,8 @@ def _check_finite(bad_steps, steps_per_epoch: int, seeds=None) -> None:
 
 
 def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
-           init_state, keys, initial_params) -> list[dict[str, Any]]:
+           init_state, keys, initial_params,
+           open_writers: contextlib.ExitStack) -> list[dict[str, Any]]:
   steps_per_epoch = setup.steps_per_epoch
   seeds = seeds_of(config)
   log = logging.info if hooks.verbose else logging.debug
@@ -578,6 +579,9 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
                                   keys, name, initial_params, log)
   workdir_lib.record_config(workdir, config_dict)
   workdir_lib.sync_metrics(workdir, history)
+  events = (open_writers.enter_context(contextlib.closing(
+      tensorboard_events.EventWriters(workdir, history)))
+            if distributed.is_primary() else None)
 
   one_model = jax.tree.map(lambda x: x[0], state.params)
   trainable_count, total_count = freezing.count_parameters(one_model,
@@ -701,6 +705,7 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
     if distributed.is_primary():
       for record in records:
         workdir_lib.append_metrics(workdir, record)
+      events.write(records)
     if hooks.verbose:
       logging.info("%s epoch %d/%d (%.1f s): %s", name, epoch + 1,
                    config.num_epochs, epoch_seconds, "; ".join(

@@ -2,6 +2,7 @@
 
   <workdir>/config.json     the run's config, written when the run starts
   <workdir>/metrics.jsonl   one JSON line per epoch
+  <workdir>/tensorboard/    the same scalars as TensorBoard event files
   <workdir>/checkpoints/    orbax checkpoints (see checkpoints.py)
   <workdir>/eval.json       the last `--mode=eval` result
   <workdir>/autoencoder/    the pre-trained autoencoder's own run (ae_init)
@@ -31,8 +32,9 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.json"
 ARCHIVE_DIR = "archive"
+TENSORBOARD_DIR = "tensorboard"
 RUN_ARTIFACTS = (CONFIG_FILE, METRICS_FILE, EVAL_FILE, "checkpoints",
-                 "autoencoder")
+                 TENSORBOARD_DIR, "autoencoder")
 
 
 def write_json_atomic(path: str, payload: Any) -> None:

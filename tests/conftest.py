@@ -68,3 +68,14 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
   return subprocess.run(
       [sys.executable, "-m", "jaxtransfer.main", *args], cwd=REPO_ROOT,
       capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+
+
+def tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+  """tag -> [(step, value), ...] of a TensorBoard run directory, read with
+  TensorBoard's own loader (what `tensorboard --logdir` shows)."""
+  from tensorboard.backend.event_processing import event_accumulator
+
+  accumulator = event_accumulator.EventAccumulator(str(run_dir))
+  accumulator.Reload()
+  return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+          for tag in accumulator.Tags()["scalars"]}

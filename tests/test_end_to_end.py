@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import needs_cifar10, run_cli, tiny_config
+from conftest import needs_cifar10, run_cli, tensorboard_scalars, tiny_config
 from jaxtransfer import checkpoints, experiment, initialization, workdir
 from jaxtransfer.errors import UserError
 
@@ -97,6 +97,11 @@ def test_resumed_run_continues_the_same_trajectory(tmp_path):
   for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "step"):
     assert [r[key] for r in resumed] == [r[key] for r in straight], key
   assert _metrics(tmp_path / "b" / "metrics.jsonl") == resumed
+  # TensorBoard shows each epoch once, at its step, with the logged values.
+  scalars = tensorboard_scalars(tmp_path / "b" / "tensorboard" / "seed_0")
+  for field, tag in (("val_loss", "val/loss"), ("train_accuracy", "train/accuracy")):
+    assert scalars[tag] == [(r["step"], pytest.approx(r[field], rel=1e-6))
+                            for r in resumed], tag
 
 
 @needs_cifar10

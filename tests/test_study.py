@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, needs_cifar10, run_cli, tiny_config
+from conftest import (REPO_ROOT, needs_cifar10, run_cli, tensorboard_scalars,
+                      tiny_config)
 from jaxtransfer import report, training
 
 COMPARED = ("epoch", "step", "train_loss", "train_accuracy", "val_loss",
@@ -122,6 +123,12 @@ def test_study_runs_the_grid_resumes_after_a_kill_and_reports(tmp_path):
     records = [json.loads(l) for l in (workdir / name / "metrics.jsonl").read_text().splitlines()]
     assert sorted((r["epoch"], r["seed"]) for r in records) == [
         (1, 0), (1, 1), (2, 0), (2, 1)]
+    # TensorBoard: a run per seed, each epoch once (the killed arm included).
+    for seed in (0, 1):
+      mine = [r for r in records if r["seed"] == seed]
+      scalars = tensorboard_scalars(workdir / name / "tensorboard" / f"seed_{seed}")
+      assert scalars["val/loss"] == [
+          (r["step"], pytest.approx(r["val_loss"], rel=1e-6)) for r in mine]
   # One autoencoder, shared: both autoencoder arms start from its run.
   for name in ("autoencoder-head", "autoencoder-head+conv5"):
     config = json.loads((workdir / name / "config.json").read_text())
