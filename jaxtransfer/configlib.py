@@ -138,14 +138,12 @@ def explain_load_error(argv: list[str], exc: BaseException) -> str:
     return f"{path}: " + unknown_field_message(field, _base_config(path))
   except Exception as e:  # pylint: disable=broad-except
     return f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+  fields = known_fields(config)
   for arg_ in argv:
     if arg_.startswith("--config."):
       field = arg_[len("--config."):].split("=", 1)[0]
-      node = config
-      for part in field.split("."):
-        if not hasattr(node, "keys") or part not in node.keys():
-          return unknown_field_message(field, config)
-        node = node[part]
+      if field not in fields:
+        return unknown_field_message(field, config)
   return f"config: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
