@@ -1,7 +1,9 @@
 """Shapes, parameter names and initialisation of the networks."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -82,3 +84,276 @@ def test_torch_init_matches_pytorch_default_bounds():
     assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound
     # Uniform(-b, b) has std b/sqrt(3); the kernels are large samples of it.
     assert abs(kernel.std() - bound / np.sqrt(3)) < 0.05 * bound
+
+
+# ---------------------------------------------------------------------------
+# The registry's models, one by one (tests/test_model_registry.py checks what
+# they share).
+
+# alexnet at 128 px, 10 classes: the checkpoint layout every saved run has.
+ALEXNET_PARAMS_128 = {
+    "body/conv1/bias": (64,), "body/conv1/kernel": (11, 11, 3, 64),
+    "body/conv2/bias": (192,), "body/conv2/kernel": (5, 5, 64, 192),
+    "body/conv3/bias": (384,), "body/conv3/kernel": (3, 3, 192, 384),
+    "body/conv4/bias": (256,), "body/conv4/kernel": (3, 3, 384, 256),
+    "body/conv5/bias": (256,), "body/conv5/kernel": (3, 3, 256, 256),
+    "head/fc1/bias": (500,), "head/fc1/kernel": (2304, 500),
+    "head/fc2/bias": (10,), "head/fc2/kernel": (500, 10),
+}
+
+
+def _config(**overrides):
+  config = ml_collections.ConfigDict(dict(
+      model="alexnet", task="classifier", image_size=64, head_hidden=500,
+      dropout=-1.0, kernel_init="torch", compute_dtype="float32"))
+  config.update(overrides)
+  return config
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+  return {name: tuple(leaf.shape) for name, leaf in freezing.named_leaves(tree)}
+
+
+def _size(tree) -> int:
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
+
+
+def test_alexnet_parameter_tree_is_unchanged_so_old_checkpoints_load():
+  model = models.make_model(_config(image_size=128), 10)
+  assert isinstance(model, models.Classifier)
+  variables = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, 128, 128, 3))))
+  assert set(variables) == {"params"}  # no batch_stats
+  assert _shapes(variables["params"]) == ALEXNET_PARAMS_128
+
+
+def test_alexnet_accepts_train_and_ignores_it():
+  model = models.make_model(_config(), 10)
+  params, x = _init(model, 64)
+  x = jax.random.normal(jax.random.key(1), x.shape)
+  eval_out = model.apply({"params": params}, x)
+  train_out = model.apply({"params": params}, x, train=True,
+                          rngs={"dropout": jax.random.key(2)})
+  np.testing.assert_array_equal(eval_out, train_out)
+
+
+def test_alexnet_dropout_when_asked_keeps_the_parameter_tree():
+  model = models.make_model(_config(dropout=0.5), 10)
+  assert model.dropout == 0.5
+  params, x = _init(model, 64)
+  assert _shapes(params) == _shapes(_init(models.Classifier(10), 64)[0])
+  x = jax.random.normal(jax.random.key(1), x.shape)
+  train = lambda key: model.apply({"params": params}, x, train=True,
+                                  rngs={"dropout": key})
+  assert not np.allclose(train(jax.random.key(2)), train(jax.random.key(3)))
+
+
+def _copy_to_torchvision_layout(params):
+  return {"body": params["body"],
+          "classifier": {fc: params["head"][fc] for fc in ("fc6", "fc7", "fc8")}}
+
+
+def test_alexnet_torchvision_matches_torchvision_alexnet_in_eval():
+  model = models.make_model(_config(model="alexnet_torchvision"), 1000)
+  assert isinstance(model, models.AlexNetTorchvision)
+  assert model.dropout == 0.5
+  params, x = _init(model, 64)
+  assert set(params["head"]) == {"fc6", "fc7", "fc8"}
+  assert params["head"]["fc6"]["kernel"].shape == (6 * 6 * 256, 4096)
+  x = jax.random.normal(jax.random.key(1), x.shape)
+  expected = models.TorchvisionAlexNet(1000).apply(
+      {"params": _copy_to_torchvision_layout(params)}, x)
+  actual = model.apply({"params": params}, x)
+  np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+  features = model.apply({"params": params}, x, method="features")
+  assert features.shape == (2, 6, 6, 256)
+
+
+def test_alexnet_torchvision_dropout_is_active_only_in_training():
+  model = models.make_model(_config(model="alexnet_torchvision"), 10)
+  params, x = _init(model, 64)
+  x = jax.random.normal(jax.random.key(1), x.shape)
+  train = lambda key: model.apply({"params": params}, x, train=True,
+                                  rngs={"dropout": key})
+  eval_out = model.apply({"params": params}, x)
+  assert not np.allclose(train(jax.random.key(2)), train(jax.random.key(3)))
+  assert not np.allclose(train(jax.random.key(2)), eval_out)
+  np.testing.assert_array_equal(eval_out, model.apply({"params": params}, x))
+  # config.dropout=0 turns it off: training then equals evaluation.
+  no_dropout = models.make_model(
+      _config(model="alexnet_torchvision", dropout=0.0), 10)
+  np.testing.assert_allclose(
+      no_dropout.apply({"params": params}, x, train=True), eval_out,
+      rtol=1e-6, atol=1e-6)
+
+
+# alexnet_bn at 32 px, 10 classes, by hand: conv k*k*cin*cout + cout; a
+# BatchNorm of c channels holds 4c (scale, bias | mean, var).
+BN_CONVS = {"conv1": (11, 3, 96), "conv2": (5, 96, 256), "conv3": (3, 256, 384),
+            "conv4": (3, 384, 384), "conv5": (3, 384, 256)}
+BN_DENSES = {"fc1": (256, 4096), "fc2": (4096, 4096), "fc3": (4096, 1000),
+             "fc4": (1000, 10)}
+BN_WIDTHS = {"bn1": 96, "bn2": 256, "bn3": 384, "bn4": 384, "bn5": 256,
+             "bn6": 4096, "bn7": 4096, "bn8": 1000, "bn9": 10}
+
+
+def _init_bn(frozen_norms=(), dropout=-1.0, batch=4):
+  model = models.make_model(_config(model="alexnet_bn", image_size=32,
+                                    dropout=dropout), 10, frozen_norms)
+  x = jax.random.normal(jax.random.key(1), (batch, 32, 32, 3))
+  return model, model.init(jax.random.key(0), x), x
+
+
+def test_alexnet_bn_parameter_counts_match_keras():
+  model, variables, _ = _init_bn()
+  params, stats = variables["params"], variables["batch_stats"]
+  # From seed 004's Keras summary.
+  assert _size(params["body"]["conv1"]) == 34944
+  assert _size(params["body"]["conv2"]) == 614656
+  assert _size(params["body"]["bn1"]) + _size(stats["body"]["bn1"]) == 384
+  for conv, (k, cin, cout) in BN_CONVS.items():
+    assert _size(params["body"][conv]) == k * k * cin * cout + cout
+  for fc, (fan_in, out) in BN_DENSES.items():
+    assert _size(params["head"][fc]) == fan_in * out + out
+  norms = {**params["body"], **params["head"]}
+  norm_stats = {**stats["body"], **stats["head"]}
+  for bn, width in BN_WIDTHS.items():
+    assert _size(norms[bn]) == 2 * width and _size(norm_stats[bn]) == 2 * width
+  total = (sum(k * k * cin * cout + cout for k, cin, cout in BN_CONVS.values())
+           + sum(i * o + o for i, o in BN_DENSES.values())
+           + 4 * sum(BN_WIDTHS.values()))
+  assert total == 25_730_506
+  assert _size(params) + _size(stats) == total
+  norm = models.common.keras_batch_norm("bn1", "body/bn1", True, (),
+                                        jnp.float32)
+  assert (norm.momentum, norm.epsilon) == (0.99, 1e-3)  # Keras's defaults
+
+
+def test_alexnet_bn_body_is_1x1x256_at_32px_with_keras_same_padding():
+  model, variables, x = _init_bn()
+  assert models.alexnet_bn.spatial_sizes(32) == [4, 2, 2, 2, 1]
+  features = model.apply(variables, x, method="features")
+  assert features.shape == (4, 1, 1, 256)
+  assert models.alexnet_bn.spatial_sizes(33) == [5, 3, 3, 3, 2]  # ceil
+  assert model.apply(variables, jnp.zeros((1, 33, 33, 3)),
+                     method="features").shape == (1, 2, 2, 256)
+
+
+def _train(model, variables, x, key=2):
+  return model.apply(variables, x, train=True,
+                     rngs={"dropout": jax.random.key(key)},
+                     mutable=["batch_stats"])
+
+
+def _changed(before, after) -> dict[str, bool]:
+  """Per BatchNorm path: did its running mean change?"""
+  return {path: not np.allclose(before[path], after[path])
+          for path in before}
+
+
+def _means(stats) -> dict[str, np.ndarray]:
+  return {name.rsplit("/", 1)[0]: np.asarray(leaf)
+          for name, leaf in freezing.named_leaves(stats)
+          if name.endswith("/mean")}
+
+
+def test_alexnet_bn_training_updates_batch_stats_and_eval_does_not():
+  model, variables, x = _init_bn()
+  _, updates = _train(model, variables, x)
+  changed = _changed(_means(variables["batch_stats"]),
+                     _means(updates["batch_stats"]))
+  assert all(changed.values()), changed
+  # Keras's momentum 0.99: the mean moves 1% of the way to the batch mean.
+  conv1 = nn.Conv(96, (11, 11), (4, 4), padding="SAME").apply(
+      {"params": variables["params"]["body"]["conv1"]}, x)
+  np.testing.assert_allclose(updates["batch_stats"]["body"]["bn1"]["mean"],
+                             0.01 * conv1.mean(axis=(0, 1, 2)),
+                             rtol=1e-4, atol=1e-6)
+  _, eval_updates = model.apply(variables, x, mutable=["batch_stats"])
+  assert not any(_changed(_means(variables["batch_stats"]),
+                          _means(eval_updates["batch_stats"])).values())
+
+
+def test_alexnet_bn_frozen_norms_keep_their_statistics():
+  body_norms = tuple(f"body/bn{i}" for i in range(1, 6))
+  model, variables, x = _init_bn(frozen_norms=body_norms)
+  assert model.frozen_norms == body_norms
+  _, updates = _train(model, variables, x)
+  changed = _changed(_means(variables["batch_stats"]),
+                     _means(updates["batch_stats"]))
+  assert not any(changed[p] for p in body_norms), changed
+  assert all(changed[f"head/bn{i}"] for i in range(6, 10)), changed
+  # A frozen body normalises with its running statistics in training too:
+  # its features equal evaluation's.
+  np.testing.assert_allclose(
+      model.apply(variables, x, train=True, method="features"),
+      model.apply(variables, x, method="features"), rtol=1e-6, atol=1e-6)
+  unfrozen, _, _ = _init_bn()
+  assert not np.allclose(
+      unfrozen.apply(variables, x, train=True, method="features",
+                     mutable=["batch_stats"])[0],
+      unfrozen.apply(variables, x, method="features"), atol=1e-3)
+
+
+def test_alexnet_bn_unknown_frozen_norm_is_a_clear_error():
+  with pytest.raises(UserError, match="body/bn10"):
+    models.make_model(_config(model="alexnet_bn", image_size=32), 10,
+                      frozen_norms=("body/bn10",))
+
+
+def test_alexnet_bn_dropout_differs_per_key_and_eval_is_deterministic():
+  model, variables, x = _init_bn()
+  assert model.dropout == 0.4
+  out_a, _ = _train(model, variables, x, key=2)
+  out_b, _ = _train(model, variables, x, key=3)
+  assert not np.allclose(out_a, out_b)
+  np.testing.assert_array_equal(model.apply(variables, x),
+                                model.apply(variables, x))
+  no_dropout, _, _ = _init_bn(dropout=0.0)
+  np.testing.assert_array_equal(_train(no_dropout, variables, x, key=2)[0],
+                                _train(no_dropout, variables, x, key=3)[0])
+
+
+def test_lenet_parameter_count_at_28px_by_hand():
+  model = models.make_model(_config(model="lenet", image_size=28), 10)
+  params = model.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)))["params"]
+  counts = {f"{part}/{layer}": _size(params[part][layer])
+            for part in params for layer in params[part]}
+  assert counts == {
+      "body/conv1": 3 * 3 * 1 * 6 + 6,  # 60
+      "body/conv2": 3 * 3 * 6 * 16 + 16,  # 880
+      "head/fc1": 5 * 5 * 16 * 120 + 120,  # 48120
+      "head/fc2": 120 * 84 + 84,  # 10164
+      "head/fc3": 84 * 10 + 10,  # 850
+  }
+  assert _size(params) == 60074
+  features = model.apply({"params": params}, jnp.zeros((2, 28, 28, 1)),
+                         method="features")
+  assert features.shape == (2, 5, 5, 16)
+
+
+def test_lenet_smallest_image_size():
+  assert models.lenet.spatial_sizes(28) == [13, 5]
+  assert models.lenet.MIN_IMAGE_SIZE == 10
+  assert min(models.lenet.spatial_sizes(9)) == 0
+  model = models.make_model(_config(model="lenet", image_size=10), 3)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 10, 10, 1)))["params"]
+  assert params["head"]["fc1"]["kernel"].shape == (16, 120)
+
+
+@pytest.mark.parametrize("kernel_init", sorted(models.KERNEL_INITS))
+def test_every_kernel_init_works_for_every_model(kernel_init):
+  for name, size, channels in (("lenet", 28, 1), ("alexnet_bn", 32, 3)):
+    model = models.make_model(_config(model=name, image_size=size,
+                                      kernel_init=kernel_init), 10)
+    variables = jax.eval_shape(lambda: model.init(
+        jax.random.key(0), jnp.zeros((1, size, size, channels))))
+    assert "head" in variables["params"]
+  model = models.make_model(_config(model="lenet", image_size=28,
+                                    kernel_init=kernel_init), 10)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
+  bias = np.asarray(params["body"]["conv2"]["bias"])
+  if kernel_init == "torch":
+    assert 0 < np.abs(bias).max() <= 1 / np.sqrt(3 * 3 * 6)
+  else:
+    assert not bias.any()

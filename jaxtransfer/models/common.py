@@ -1,0 +1,217 @@
+"""What the models share: the registry's ModelSpec, initialisers, pooling,
+BatchNorm and dropout settings, spatial-size arithmetic.
+
+Kept free of the concrete models so each model module can import it (and
+define its own ModelSpec) without importing the package's registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Iterable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxtransfer.errors import UserError
+
+# Freezing rules as freezing.py takes them: ordered (regex, trainable) pairs.
+Rules = tuple[tuple[str, bool], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """A registered classifier model and what the rest of jaxtransfer needs to
+  know about it without building it."""
+  name: str
+  # build(config, num_classes, *, dtype, frozen_norms=()) -> nn.Module
+  build: Callable[..., nn.Module]
+  input_channels: int  # 3 for the AlexNet family, 1 for lenet
+  min_image_size: int  # the smallest input (px) the model takes
+  freeze_presets: dict[str, Rules]  # config.freeze name -> rules
+  default_dropout: float  # used when config.dropout < 0
+  description: str  # one line, for docs and errors
+  pretrained_inits: tuple[str, ...]  # config.init values besides 'random'
+
+
+# ---------------------------------------------------------------------------
+# Initialisers. 'torch' reproduces PyTorch's default for Conv2d/Linear, which
+# the seed study's random arm used: kaiming_uniform(a=sqrt(5)) for weights,
+# U(+-1/sqrt(fan_in)) for biases. The others are flax's, with zero biases.
+
+def _torch_bias_init(fan_in: int) -> Callable:
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+KERNEL_INITS = {
+    "torch": nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+    "lecun_normal": nn.initializers.lecun_normal(),
+    "he_normal": nn.initializers.he_normal(),
+    "he_uniform": nn.initializers.he_uniform(),
+    "glorot_normal": nn.initializers.glorot_normal(),
+    "glorot_uniform": nn.initializers.glorot_uniform(),
+}
+
+
+def _inits(kernel_init: str, fan_in: int) -> dict[str, Callable]:
+  """kernel_init/bias_init keyword arguments for nn.Conv / nn.Dense."""
+  bias = (_torch_bias_init(fan_in) if kernel_init == "torch"
+          else nn.initializers.zeros)
+  return dict(kernel_init=KERNEL_INITS[kernel_init], bias_init=bias)
+
+
+# ---------------------------------------------------------------------------
+# Spatial sizes.
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+  """Output size of a convolution or pool with explicit (symmetric) padding."""
+  return (size + 2 * padding - kernel) // stride + 1
+
+
+def same_out(size: int, stride: int) -> int:
+  """Output size of a TF/Keras/flax 'SAME' convolution or pool."""
+  return -(-size // stride)
+
+
+def smallest_image_size(spatial_sizes: Callable[[int], Sequence[int]],
+                        limit: int = 4096) -> int:
+  """The smallest input size whose every stage has at least one pixel."""
+  for size in range(1, limit + 1):
+    if min(spatial_sizes(size)) >= 1:
+      return size
+  raise ValueError(f"no input size up to {limit} px fits")
+
+
+# ---------------------------------------------------------------------------
+# Layers.
+
+def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
+  """torchvision's MaxPool2d(3, stride=2) (no padding) on NHWC.
+
+  Written as the max of the 9 strided views rather than `nn.max_pool`: the
+  values are identical, but the gradient becomes selects instead of XLA's
+  select-and-scatter, which on the CPU made the pools' backward pass 7x
+  slower (45 ms of a 264 ms step at batch 32, 128 px; BENCHMARKS.md). On
+  exact ties inside a window the gradient is shared instead of going to one
+  element; after a ReLU, ties are zeros, whose gradient is 0 either way.
+  """
+  height, width = x.shape[1], x.shape[2]
+  out_h, out_w = (height - 3) // 2 + 1, (width - 3) // 2 + 1
+  views = [x[:, i:i + 2 * out_h - 1:2, j:j + 2 * out_w - 1:2, :]
+           for i in range(3) for j in range(3)]
+  pooled = views[0]
+  for view in views[1:]:
+    pooled = jnp.maximum(pooled, view)
+  return pooled
+
+
+def adaptive_avg_pool(x: jax.Array, output_size: int) -> jax.Array:
+  """PyTorch's AdaptiveAvgPool2d on NHWC: output bin i averages input rows
+  floor(i * H / out) .. ceil((i + 1) * H / out) - 1 (likewise columns)."""
+  def bins(size):
+    return [(i * size // output_size, -(-(i + 1) * size // output_size))
+            for i in range(output_size)]
+
+  rows = [jnp.mean(x[:, a:b], axis=1) for a, b in bins(x.shape[1])]
+  x = jnp.stack(rows, axis=1)  # [B, out, W, C]
+  cols = [jnp.mean(x[:, :, a:b], axis=2) for a, b in bins(x.shape[2])]
+  return jnp.stack(cols, axis=2)  # [B, out, out, C]
+
+
+def keras_batch_norm(name: str, path: str, train: bool,
+                     frozen_norms: Iterable[str], dtype: Any,
+                     momentum: float = 0.99) -> nn.BatchNorm:
+  """Keras's BatchNormalization (momentum 0.99, epsilon 1e-3), to be called
+  inside a compact method. It normalises with the running statistics, and
+  leaves them alone, in evaluation and when `path` ('body/bn1') is one of
+  `frozen_norms` (a Keras layer with trainable=False runs in inference mode)."""
+  return nn.BatchNorm(
+      use_running_average=(not train) or path in tuple(frozen_norms),
+      momentum=momentum, epsilon=1e-3, dtype=dtype, name=name)
+
+
+def bn_momentum(config, default: float) -> float:
+  """config.bn_momentum, or the model's own when it is negative (or unset):
+  the weight of the old running statistics at each step."""
+  value = float(config.get("bn_momentum", -1.0))
+  return default if value < 0 else value
+
+
+def check_frozen_norms(frozen_norms: Iterable[str], known: Iterable[str],
+                       model: str) -> None:
+  """Every frozen norm must be a BatchNorm of the model (a typo would
+  otherwise silently leave a layer's statistics training)."""
+  known = tuple(known)
+  unknown = [p for p in frozen_norms if p not in known]
+  if unknown:
+    have = ", ".join(known) if known else "none"
+    raise UserError(f"frozen norms {unknown} are not BatchNorm layers of "
+                    f"model {model!r} (it has: {have})")
+
+
+# ---------------------------------------------------------------------------
+# Config fields every model reads.
+
+def compute_dtype(config) -> Any:
+  """config.compute_dtype as a jnp dtype (parameters stay float32)."""
+  name = getattr(config, "compute_dtype", "float32")
+  return jnp.bfloat16 if name == "bfloat16" else jnp.float32
+
+
+def dropout_rate(config, default: float) -> float:
+  """config.dropout, or the model's own rate when it is negative (or unset)."""
+  rate = getattr(config, "dropout", -1.0)
+  if rate is None or rate < 0:
+    return float(default)
+  if rate >= 1:
+    raise UserError(f"config.dropout={rate}: must be below 1 (or -1 for the "
+                    "model's own rate)")
+  return float(rate)
+
+
+# Convolutions on small feature maps. XLA:CPU runs a convolution whose input
+# is a few pixels across (4x4, 2x2: seed 004's AlexNet at 32 px) 5-20x
+# slower than the same arithmetic as one matrix product of the image patches
+# (measured, BENCHMARKS.md), while on larger maps (conv1 at 32 px) its own
+# convolution is faster. `small_map_conv` is a drop-in for
+# lax.conv_general_dilated (flax `nn.Conv(conv_general_dilated=...)`): the
+# same parameters and values, as patches @ kernel on the CPU for maps of at
+# most SMALL_MAP_PIXELS pixels, the ordinary convolution everywhere else.
+SMALL_MAP_PIXELS = 64
+
+
+def small_map_conv(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                   rhs_dilation=None, dimension_numbers=None,
+                   feature_group_count=1, precision=None, **kwargs):
+  """lax.conv_general_dilated, as an im2col matrix product where that is
+  faster (NHWC input, HWIO kernel, no dilation or groups, a small map on the
+  CPU)."""
+  plain = lambda: jax.lax.conv_general_dilated(
+      lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count, precision=precision, **kwargs)
+  spec = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape,
+                                        dimension_numbers)
+  nhwc = (spec.lhs_spec == (0, 3, 1, 2) and spec.rhs_spec == (3, 2, 0, 1)
+          and spec.out_spec == (0, 3, 1, 2))
+  undilated = all(d == 1 for d in (lhs_dilation or ())) and all(
+      d == 1 for d in (rhs_dilation or ()))
+  if (jax.default_backend() != "cpu" or not nhwc or not undilated
+      or feature_group_count != 1 or kwargs
+      or lhs.shape[1] * lhs.shape[2] > SMALL_MAP_PIXELS):
+    return plain()
+  height, width, in_features, out_features = rhs.shape
+  patches = jax.lax.conv_general_dilated_patches(
+      lhs, (height, width), window_strides, padding,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+  # The patches' features are ordered (input channel, row, column).
+  kernel = rhs.transpose(2, 0, 1, 3).reshape(in_features * height * width,
+                                             out_features)
+  return jnp.einsum("bhwk,ko->bhwo", patches, kernel, precision=precision)
