@@ -34,17 +34,38 @@ def get_config(arg=None):
   # copy of the step per seed), or 'auto' (vmap on GPU/TPU, unroll on CPU).
   config.seed_parallelism = "auto"
 
-  # Data (TFDS). data_dir '' means $TFDS_DATA_DIR, else TFDS's default.
+  # Data: any TFDS image-classification dataset by name ('cifar10', 'mnist',
+  # 'stl10', 'oxford_iiit_pet', ...). data_dir '' means $TFDS_DATA_DIR, else
+  # TFDS's default.
   config.dataset = "cifar10"
   config.data_dir = ""
-  config.image_size = 128  # images are upsampled on the device (>= 63 px)
+  # TFDS split strings: 'train', 'train[:85%]', 'train+test[85%:]', ...
+  config.train_split = "train"
+  config.val_split = "test"
+  config.image_size = 128  # the model's input size, resized on the device
+  # Images are kept on the device as one uint8 array at the dataset's own
+  # size; variable-size datasets (oxford_iiit_pet) need stored_size: each
+  # image is resized once on the host to stored_size x stored_size, by
+  # `stored_resize`: 'crop' (shorter side to stored_size, then the centre
+  # square: no distortion, torchvision's Resize+CenterCrop) or 'stretch'.
+  config.stored_size = 0  # 0: keep the dataset's size
+  config.stored_resize = "crop"
   config.train_subset = 0  # 0: all; N: the first N examples, class-balanced
-  config.validation = "test"  # 'test' split (as the seed), or 'holdout'
-  config.holdout_size = 5000  # validation='holdout': last N train examples
+  # 'test': validate on val_split (as the seed); 'holdout': on the last
+  # holdout_size examples of train_split (val_split is then the test set
+  # that --mode=eval also reports).
+  config.validation = "test"
+  config.holdout_size = 5000
   config.val_subset = 0  # 0: all; N: first N validation examples, balanced
-  # Normalisation after scaling to [0, 1]; ImageNet statistics by default.
-  config.mean = (0.485, 0.456, 0.406)
-  config.std = (0.229, 0.224, 0.225)
+  # Class selection: a subset of class names, relabelled 0..k-1 in this
+  # order (() = all), and per class name the fraction of its training
+  # examples kept (seeded by config.seed), e.g. {'bird': 0.5}.
+  config.classes = ()
+  config.class_fraction = ml_collections.ConfigDict()
+  # Normalisation after scaling to [0, 1]: 'imagenet' (ImageNet's mean/std),
+  # 'dataset' (per-channel mean/std of the training images, computed once
+  # and recorded in metrics.jsonl) or 'none'.
+  config.normalization = "imagenet"
 
   # Augmentation of training images, on the device, fresh every step.
   config.augment = ml_collections.ConfigDict()
@@ -54,9 +75,18 @@ def get_config(arg=None):
   config.augment.rotation_degrees = (10.0, 20.0)  # |angle| ~ U(low, high)
   config.augment.rotation_both_directions = True  # random sign on the angle
 
-  # Model.
-  config.head_hidden = 500
+  # Model: a name from the registry (jaxtransfer/models): 'alexnet' (the
+  # seed-000 AlexNet body + 2304->500->N head), 'alexnet_torchvision'
+  # (torchvision's whole AlexNet), 'alexnet_bn' (seed 004's Keras AlexNet
+  # with BatchNorm, 32 px), 'lenet' (seed 004's LeNet, 28 px, 1 channel).
+  config.model = "alexnet"
+  config.head_hidden = 500  # alexnet's head width
+  config.dropout = -1.0  # -1: the model's own rate (alexnet_torchvision 0.5,
+                         # alexnet_bn 0.4, others none)
   config.kernel_init = "torch"  # PyTorch's default init, as in the seed study
+  # BatchNorm: weight of the old running statistics per step; -1 = the
+  # model's own (alexnet_bn: Keras's 0.99).
+  config.bn_momentum = -1.0
   config.compute_dtype = "float32"  # or 'bfloat16' (parameters stay float32)
 
   # Initialisation of the body (the head starts random unless noted):
@@ -81,8 +111,34 @@ def get_config(arg=None):
   # features once and train the head on them (same result, far faster).
   config.cache_features = True
 
-  # Optimisation (the seed: Adam, lr 1e-3, cross-entropy).
+  # Optimisation (the seed: Adam, lr 1e-3, cross-entropy). optimizer: 'adam',
+  # 'adamw', 'sgd', 'rmsprop', 'adagrad' (jaxtransfer/optimizers.py); their
+  # eps/decay defaults follow `framework`: 'torch' (seeds 000-002) or
+  # 'keras' (seed 004); optimizer_kwargs overrides any optax argument.
+  config.optimizer = "adam"
+  config.framework = "torch"
+  config.momentum = 0.9  # sgd
+  config.nesterov = False  # sgd
+  config.optimizer_kwargs = ml_collections.ConfigDict()
+  # Weight decay: sgd/adam/rmsprop/adagrad add it to the gradient (PyTorch's
+  # coupled L2); adamw decouples it. Frozen parameters never decay.
+  config.weight_decay = 0.0
+  # Keras-style regularisers added to the loss (Conv/Dense kernels and biases
+  # of trainable layers): l2 * sum(w^2), l1 * sum(|w|).
+  config.kernel_l2 = 0.0
+  config.bias_l2 = 0.0
+  config.kernel_l1 = 0.0
+  config.bias_l1 = 0.0
   config.learning_rate = 1e-3
+  # Learning-rate schedule over epochs: 'constant'; 'step' (x lr_step_factor
+  # every lr_step_epochs); 'piecewise' (lr_values[i] until lr_boundaries[i],
+  # in epochs); 'cosine' (to 0 at num_epochs). Optional linear warmup.
+  config.lr_schedule = "constant"
+  config.lr_step_epochs = 10
+  config.lr_step_factor = 0.1
+  config.lr_boundaries = ()
+  config.lr_values = ()
+  config.warmup_epochs = 0
   config.batch_size = 128
   config.num_epochs = 20
   config.eval_batch_size = 500
@@ -103,6 +159,9 @@ def get_config(arg=None):
   if arg.smoke:
     shrink_for_smoke(config)
   config.lock()
+  # Their keys are class names / optax argument names: open for new keys.
+  config.class_fraction.unlock()
+  config.optimizer_kwargs.unlock()
   return config
 
 
@@ -116,4 +175,9 @@ def shrink_for_smoke(config):
   config.pretrain.num_epochs = 2
   config.pretrain.batch_size = 64
   config.log_every_steps = 10
+  # A smoke run is ~160 steps: too short for Keras's 0.99 running average
+  # of BatchNorm statistics to settle (alexnet_bn measured: validation
+  # accuracy 0.108 in inference mode vs 0.372 with batch statistics), so the
+  # average forgets 10x faster. Models without BatchNorm are unaffected.
+  config.bn_momentum = 0.9
   return config

@@ -11,6 +11,7 @@ killed mid-save never restores a partial checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import logging as std_logging
 import os
 from typing import Any
@@ -91,10 +92,31 @@ class RunCheckpoints:
 
   def restore(self, step: int, abstract_state) -> tuple[Any, list[dict]]:
     """(state, history) at `step`; `abstract_state` gives shapes and shardings."""
+    if self._lacks_batch_stats(step, abstract_state):
+      # Saved before BatchNorm statistics were part of the state (a model
+      # without BatchNorm): restore the other fields, batch_stats stays {}.
+      fields = {f.name: getattr(abstract_state, f.name)
+                for f in dataclasses.fields(abstract_state)
+                if f.name != "batch_stats"}
+      restored = self._restore(step, ocp.args.Composite(
+          state=ocp.args.StandardRestore(fields),
+          history=ocp.args.JsonRestore()))
+      state = type(abstract_state)(batch_stats={}, **restored.state)
+      return state, list(restored.history)
     restored = self._restore(step, ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state),
         history=ocp.args.JsonRestore()))
     return restored.state, list(restored.history)
+
+  def _lacks_batch_stats(self, step: int, abstract_state) -> bool:
+    if jax.tree.leaves(getattr(abstract_state, "batch_stats", None)):
+      return False
+    try:
+      metadata = self._manager.item_metadata(step)["state"]
+      keys = metadata.keys() if hasattr(metadata, "keys") else dict(metadata).keys()
+      return "batch_stats" not in keys
+    except Exception:  # pylint: disable=broad-except
+      return False
 
   def _restore(self, step: int, args):
     """manager.restore, with a damaged or foreign checkpoint as a UserError."""
@@ -171,3 +193,16 @@ def load_params(path: str) -> tuple[dict[str, Any], int]:
     raise UserError(f"checkpoint {checkpoint_dir(run_dir)}/{step} has no params")
   logging.info("Loaded parameters from %s step %d", run_dir, step)
   return distributed.fetch(raw["params"]), step
+
+
+def load_batch_stats(path: str) -> dict[str, Any]:
+  """The BatchNorm statistics of the latest checkpoint of the run at `path`
+  ({} for a model without BatchNorm, or a run saved before they existed)."""
+  run_dir = find_run_dir(path)
+  store = RunCheckpoints(run_dir, read_only=True)
+  try:
+    step = store.latest_step()
+    raw = store.restore_raw_state(step) if step is not None else {}
+  finally:
+    store.close()
+  return distributed.fetch(raw.get("batch_stats") or {})

@@ -27,6 +27,8 @@ TASKS = ("classifier", "autoencoder")
 INITS = ("random", "autoencoder", "imagenet", "checkpoint")
 VALIDATION_SPLITS = ("test", "holdout")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+NORMALIZATIONS = ("imagenet", "dataset", "none")
+STORED_RESIZE = ("crop", "stretch")
 SEED_PARALLELISM = ("auto", "vmap", "unroll")
 KERNEL_INITS = ("torch", "lecun_normal", "he_normal", "he_uniform",
                 "glorot_normal", "glorot_uniform")
@@ -37,6 +39,25 @@ RESUMABLE_FIELDS = frozenset({
     "num_epochs", "keep_checkpoints", "log_every_steps", "progress_bar",
     "data_dir",
 })
+
+# Fields added after runs already existed, with the value that reproduces
+# what those runs did: a stored config without such a field is the same run
+# as a new config that has this value (so old workdirs still resume).
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "model": "alexnet", "dropout": -1.0, "bn_momentum": -1.0, "train_split": "train",
+    "val_split": "test", "stored_size": 0, "stored_resize": "crop",
+    "classes": [], "class_fraction": {}, "normalization": "imagenet",
+    "optimizer": "adam", "framework": "torch", "momentum": 0.9,
+    "nesterov": False, "optimizer_kwargs": {}, "weight_decay": 0.0,
+    "kernel_l2": 0.0, "bias_l2": 0.0, "kernel_l1": 0.0, "bias_l1": 0.0,
+    "lr_schedule": "constant", "lr_step_epochs": 10, "lr_step_factor": 0.1,
+    "lr_boundaries": [], "lr_values": [], "warmup_epochs": 0,
+}
+# ... and fields those runs had that are gone, with the value that the new
+# fields above reproduce.
+LEGACY_REMOVED: dict[str, Any] = {
+    "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+}
 
 
 def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
@@ -171,34 +192,45 @@ def _one_of(config, field: str, choices) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises UserError naming the first field whose value cannot work."""
   # Imported here: models pulls in jax, which the config files do not need.
-  from jaxtransfer import freezing, models
+  from jaxtransfer import freezing, models, optimizers
 
   _one_of(config, "task", TASKS)
+  spec = models.get_spec(config.model)
   _one_of(config, "init", INITS)
+  if config.init != "random":
+    _require(config.init in spec.pretrained_inits, "init", config.init,
+             f"does not apply to model {config.model!r} (it takes: random, "
+             f"{', '.join(spec.pretrained_inits)})")
   _one_of(config, "validation", VALIDATION_SPLITS)
   _one_of(config, "compute_dtype", COMPUTE_DTYPES)
   _one_of(config, "kernel_init", KERNEL_INITS)
   _one_of(config, "seed_parallelism", SEED_PARALLELISM)
+  _one_of(config, "normalization", NORMALIZATIONS)
+  _one_of(config, "stored_resize", STORED_RESIZE)
   if config.trainable_rules is None:
-    _one_of(config, "freeze", tuple(freezing.PRESETS))
+    _one_of(config, "freeze", tuple(spec.freeze_presets))
   else:
     freezing.check_rules(config.trainable_rules)
   for field in ("num_epochs", "num_seeds", "batch_size", "eval_batch_size",
                 "keep_checkpoints", "log_every_steps", "head_hidden"):
     _require(config[field] >= 1, field, config[field], "must be at least 1")
-  for field in ("train_subset", "val_subset", "holdout_size"):
+  for field in ("train_subset", "val_subset", "holdout_size", "stored_size"):
     _require(config[field] >= 0, field, config[field],
              "must be 0 (all) or a positive count")
-  _require(config.learning_rate > 0, "learning_rate", config.learning_rate,
-           "must be positive")
+  _require(config.dropout == -1.0 or 0.0 <= config.dropout < 1.0, "dropout",
+           config.dropout, "must be in [0, 1), or -1 for the model's own rate")
+  _require(config.bn_momentum == -1.0 or 0.0 <= config.bn_momentum < 1.0,
+           "bn_momentum", config.bn_momentum,
+           "must be in [0, 1), or -1 for the model's own")
+  for name, fraction in dict(config.class_fraction).items():
+    _require(isinstance(fraction, (int, float)) and 0.0 < fraction <= 1.0,
+             f"class_fraction.{name}", fraction, "must be in (0, 1]")
+  optimizers.validate(config)
   _require(
-      config.image_size >= models.MIN_IMAGE_SIZE, "image_size",
+      config.image_size >= spec.min_image_size, "image_size",
       config.image_size,
-      f"the AlexNet body needs images of at least {models.MIN_IMAGE_SIZE} px")
-  _require(len(config.mean) == 3 and len(config.std) == 3, "mean/std",
-           (config.mean, config.std), "need one value per RGB channel")
-  _require(all(s > 0 for s in config.std), "std", config.std,
-           "must be positive")
+      f"model {config.model!r} needs images of at least "
+      f"{spec.min_image_size} px")
   degrees = tuple(config.augment.rotation_degrees)
   _require(len(degrees) == 2 and degrees[0] <= degrees[1],
            "augment.rotation_degrees", degrees, "expected (low, high), low <= high")
@@ -215,6 +247,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.task == "autoencoder":
     _require(config.init == "random", "init", config.init,
              "the autoencoder task trains from a random initialisation")
+    _require(config.model == "alexnet", "model", config.model,
+             "the autoencoder task is built on the 'alexnet' body")
   if config.init in ("imagenet", "checkpoint"):
     from jaxtransfer import conversion
     _require(bool(config.init_weights), "init_weights", config.init_weights,
@@ -237,6 +271,11 @@ def identity(config_dict: dict[str, Any]) -> dict[str, Any]:
   return {k: v for k, v in config_dict.items() if k not in RESUMABLE_FIELDS}
 
 
+def _with_legacy(config_dict: dict[str, Any]) -> dict[str, Any]:
+  legacy = {**LEGACY_DEFAULTS, **LEGACY_REMOVED}
+  return {**legacy, **config_dict}
+
+
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
   flat = {}
   for key, value in tree.items():
@@ -249,7 +288,9 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def identity_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   """`field: old -> new` for every field that defines a run and differs
-  between two config dicts (to_dict's); empty if they are the same run."""
-  old, new = _flatten(identity(old)), _flatten(identity(new))
+  between two config dicts (to_dict's); empty if they are the same run.
+  A field one of them lacks counts as its LEGACY_DEFAULTS / LEGACY_REMOVED
+  value (a run from before the field existed)."""
+  old, new = (_flatten(identity(_with_legacy(c))) for c in (old, new))
   return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
           for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]

@@ -45,6 +45,12 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
   ae.num_epochs = config.pretrain.num_epochs
   ae.learning_rate = config.pretrain.learning_rate
   ae.batch_size = config.pretrain.batch_size
+  # The seed's recipe for the autoencoder, whatever the classifier uses:
+  # Adam at a constant rate, no regularisers, all classes.
+  ae.optimizer, ae.lr_schedule, ae.warmup_epochs = "adam", "constant", 0
+  ae.weight_decay = 0.0
+  for field in ("kernel_l2", "bias_l2", "kernel_l1", "bias_l1"):
+    ae[field] = 0.0
   for field in ("hflip", "vflip", "rotate"):
     ae.augment[field] = False
   return ae
@@ -87,10 +93,15 @@ def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
   params = jax.tree.map(lambda a: a[0], params)
   val = data.load_dataset(config, validation_only=True).val
   model = models.make_model(config, num_classes=0)
-  mean, std = np.asarray(config.mean), np.asarray(config.std)
+  records = workdir_lib.read_metrics(run_dir)
+  stats = ((records[-1]["input_mean"], records[-1]["input_std"])
+           if records and "input_mean" in records[-1] else None)
+  mean, std = (np.asarray(v) for v in data.normalization_constants(
+      config, 3, stats))  # the autoencoder is an AlexNet: RGB
   inputs = data.to_model_input(data.to_unit_float(val.images[:count]),
-                               config.image_size, tuple(mean), tuple(std))
-  outputs = model.apply({"params": params}, inputs)
+                               config.image_size, tuple(mean), tuple(std),
+                               channels=3)
+  outputs = model.apply({"params": params}, inputs, train=False)
   unnormalise = lambda x: np.asarray(x, np.float32) * std + mean
   path = os.path.join(run_dir, report.RECONSTRUCTIONS_FILE)
   np.savez_compressed(path, inputs=unnormalise(inputs),
@@ -142,11 +153,23 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
                       f"trained with ({'; '.join(changed)}); omit --config to "
                       "use the stored one")
 
-    dataset = data.load_dataset(config)
-    steps_per_epoch = max(len(dataset.train) // config.batch_size, 1)
+    history = store.restore_history(step)
+    # The training split is not read: what the run learned from it (the
+    # steps per epoch, the 'dataset' normalisation) is in its history.
+    dataset = data.load_dataset(config, validation_only=True,
+                                with_test=config.validation != "test")
+    logged = next((r for r in history if r.get("step") == step), history[-1]
+                  if history else {})
+    steps_per_epoch = max(
+        logged.get("train_examples", config.batch_size) // config.batch_size, 1)
+    pixel_stats = ((tuple(logged["input_mean"]), tuple(logged["input_std"]))
+                   if "input_mean" in logged else None)
+    if config.normalization == "dataset" and pixel_stats is None:
+      raise UserError(f"checkpoint {step} in {workdir} does not record the "
+                      "dataset normalisation it was trained with")
     setup, init_state = training.build_setup(
         config, dataset.num_classes, steps_per_epoch, config.batch_size,
-        config.learning_rate)
+        pixel_stats=pixel_stats)
     seeds = training.seeds_of(config)
     keys = training.RunKeys.from_seeds(seeds, setup.replicated)
     state, history = store.restore(
@@ -156,19 +179,18 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
 
   evaluate_fn = training.make_evaluator(setup)
   splits = {"val": dataset.val}
-  if config.validation != "test":
-    test_config = ml_collections.ConfigDict(configlib.to_dict(config))
-    test_config.validation, test_config.val_subset = "test", 0
-    splits["test"] = data.load_dataset(test_config).val
+  if dataset.test is not None:
+    splits["test"] = dataset.test
   results = [{"workdir": os.path.abspath(workdir), "checkpoint": which,
               "step": step, "seed": seed} for seed in seeds]
   for split_name, split in splits.items():
     eval_set = training.make_eval_set(split, config.eval_batch_size, setup)
+    variables = training.model_variables(state)
     if setup.feature_cache:  # as the training loop evaluated it
       eval_set.images = training.make_feature_extractor(setup)(
-          state.params, eval_set.images)
-    sums = distributed.fetch(evaluate_fn(state.params, eval_set.images,
-                                      eval_set.labels, eval_set.weights))
+          variables, eval_set.images)
+    sums = distributed.fetch(evaluate_fn(variables, eval_set.images,
+                                         eval_set.labels, eval_set.weights))
     for result, summary in zip(results, training.seed_records(
         setup.task, sums, split_name)):
       result.update(summary)

@@ -21,7 +21,8 @@ from jaxtransfer.errors import UserError
 
 Rules = Sequence[tuple[str, bool]]
 
-# The seed study's three regimes.
+# The seed study's three regimes (the `alexnet` model's presets; every model
+# has its own in the registry).
 PRESETS: dict[str, Rules] = {
     "none": ((".*", True),),
     "head": (("body/.*", False), ("head/.*", True)),
@@ -51,14 +52,17 @@ def check_rules(rules: Any) -> None:
 
 
 def resolve_rules(config) -> Rules:
-  """config.trainable_rules if given, else the preset named by config.freeze."""
+  """config.trainable_rules if given, else the preset named by config.freeze
+  among the model's (models.ModelSpec.freeze_presets)."""
   if config.trainable_rules is not None:
     check_rules(config.trainable_rules)
     return tuple((p, t) for p, t in config.trainable_rules)
-  if config.freeze not in PRESETS:
+  from jaxtransfer import models  # models import nothing of this module
+  presets = models.get_spec(config.get("model", "alexnet")).freeze_presets
+  if config.freeze not in presets:
     raise UserError(f"config.freeze={config.freeze!r} is not one of "
-                    f"{', '.join(PRESETS)}")
-  return PRESETS[config.freeze]
+                    f"{', '.join(presets)}")
+  return presets[config.freeze]
 
 
 def path_name(path) -> str:

@@ -3,10 +3,14 @@
 Order of precedence, as big_vision's train loop: a checkpoint in the workdir
 (resume: handled by training.py, which then never calls this module), then a
 pre-trained body, then random. Pre-trained weights replace the `body` subtree
-of freshly initialised parameters *by name*; the head stays random. Every
-source is a parameter tree with the body's names (conv1..conv5), so a new
-source (ImageNet weights converted from torchvision, another classifier run)
-is one more entry in `load_pretrained`.
+of freshly initialised parameters *by name*; each module of the head is
+loaded when the source has it with the same shapes (another run's head, or
+torchvision's classifier fc6/fc7 for `alexnet_torchvision`), and otherwise
+stays random (the last layer of another class count). BatchNorm statistics
+come along with the modules they belong to. Every source is a parameter tree
+with the model's names, so a new source is one more entry in
+`load_pretrained`. Which `init` values a model takes is in its registry entry
+(`models.ModelSpec.pretrained_inits`).
 """
 
 from __future__ import annotations
@@ -57,11 +61,19 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
 
   Arrays have a leading axis of config.num_seeds (one copy per seed, or per
   seed from a run with as many seeds). The tree always has `body`; it has
-  `head` only for init='checkpoint', where the source run's head is reused if
-  its shapes fit (same classes).
+  `head` for init='checkpoint' (the source run's head) and for
+  `alexnet_torchvision` from ImageNet weights converted with
+  --with_classifier; and `batch_stats` when the source run has BatchNorm.
   """
   if config.init == "random":
     return None
+  from jaxtransfer import models
+  spec = models.get_spec(config.model)
+  if config.init not in spec.pretrained_inits:
+    raise UserError(
+        f"config.init={config.init!r} does not apply to model "
+        f"{config.model!r} (it takes: random, "
+        f"{', '.join(spec.pretrained_inits)})")
   if config.init == "autoencoder":
     source = autoencoder_run_dir(config, workdir)
     if not os.path.exists(source):
@@ -81,7 +93,15 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
           f"{conversion.CONVERT_COMMAND}")
     params = conversion.load_converted(config.init_weights)
     _require_body(params, config.init_weights, "converted AlexNet weights")
-    return ({"body": _stack(params["body"], config.num_seeds)},
+    loaded = {"body": params["body"]}
+    if config.model == "alexnet_torchvision":
+      if "classifier" in params:  # converted --with_classifier
+        loaded["head"] = params["classifier"]
+      else:
+        logging.info("%s has no classifier (convert with --with_classifier "
+                     "to load fc6/fc7): the head starts random",
+                     config.init_weights)
+    return (_stack(loaded, config.num_seeds),
             f"ImageNet weights {config.init_weights}")
   if config.init == "checkpoint":
     if not config.init_weights:
@@ -92,6 +112,9 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
     loaded = {"body": params["body"]}
     if "head" in params:
       loaded["head"] = params["head"]
+    stats = checkpoints.load_batch_stats(config.init_weights)
+    if stats:
+      loaded["batch_stats"] = stats
     loaded = _from_run(loaded, config.num_seeds, config.init_weights)
     return loaded, f"checkpoint {config.init_weights} step {step}"
   raise UserError(f"config.init={config.init!r} is not supported")
@@ -128,23 +151,50 @@ def _cast_like(loaded, fresh):
 
 def merge_pretrained(fresh_params: dict[str, Any], loaded: dict[str, Any],
                      source: str) -> dict[str, Any]:
-  """fresh_params with `body` (and `head`, if given and it fits) replaced.
+  """fresh_params with `body` (and each `head` module that fits) replaced.
 
   The body must match by name and shape: any mismatch is an error listing
-  every offending path, and nothing is loaded. A head of other shapes (another
-  class count) is not loaded: the fresh head stays, and the log says so.
+  every offending path, and nothing is loaded. A head module that is missing
+  or of other shapes (the last layer of another class count) is not loaded:
+  the fresh one stays, and the log says so.
   """
   problems = _mismatches("body", fresh_params["body"], loaded["body"])
   if problems:
-    raise UserError(f"parameters from {source} do not fit the AlexNet body: "
+    raise UserError(f"parameters from {source} do not fit the model's body: "
                     + "; ".join(problems))
   merged = {**fresh_params, "body": _cast_like(loaded["body"], fresh_params["body"])}
   if "head" in loaded and "head" in fresh_params:
-    head_problems = _mismatches("head", fresh_params["head"], loaded["head"])
-    if head_problems:
-      logging.info("Head of %s not loaded (%s): it starts random", source,
-                   "; ".join(head_problems))
+    head, kept_fresh = dict(fresh_params["head"]), []
+    for module, arrays in fresh_params["head"].items():
+      found = loaded["head"].get(module)
+      if found is not None and not _mismatches(f"head/{module}", arrays, found):
+        head[module] = _cast_like(found, arrays)
+      else:
+        kept_fresh.append(module)
+    merged["head"] = head
+    if kept_fresh:
+      logging.info("Head modules %s not loaded from %s (missing or other "
+                   "shapes): they start random", kept_fresh, source)
     else:
-      merged["head"] = _cast_like(loaded["head"], fresh_params["head"])
       logging.info("Head loaded from %s", source)
   return merged
+
+
+def merge_variables(fresh: dict[str, Any], loaded: dict[str, Any],
+                    source: str) -> dict[str, Any]:
+  """{'params', 'batch_stats'} of a fresh init with the pre-trained parts
+  merged in: parameters as `merge_pretrained`; the BatchNorm statistics of
+  every module whose parameters were loaded, when the source has them."""
+  params = merge_pretrained(fresh["params"], loaded, source)
+  stats = fresh.get("batch_stats") or {}
+  found = loaded.get("batch_stats") or {}
+  if stats and found:
+    stats = {part: {module: (_cast_like(found[part][module], arrays)
+                             if module in found.get(part, {}) and
+                             params[part][module] is not fresh["params"][part].get(module)
+                             and not _mismatches(f"{part}/{module}", arrays,
+                                                 found[part][module])
+                             else arrays)
+                    for module, arrays in modules.items()}
+             for part, modules in stats.items()}
+  return {"params": params, "batch_stats": stats}

@@ -2,14 +2,18 @@
 
   jaxtransfer report <workdir>
 
-writes <workdir>/report.md with a summary table (a row per arm: best
-validation loss and its epoch, final validation accuracy, each as mean +/- std
-over seeds; seconds per epoch; compile seconds; parameters trained), a table
-per arm with its seeds, the skipped arms and why, and the plots:
+writes <workdir>/report.md with a summary table (a row per arm: a column per
+swept field, best validation loss and its epoch, final validation accuracy,
+each as mean +/- std over seeds; seconds per epoch; compile seconds;
+parameters trained), a table per arm with its seeds, the skipped arms and
+why, and the plots:
 
-  val_loss.png                   validation loss per epoch, a panel per
-                                 freezing regime, a colour per initialisation,
-                                 mean line and min-max band over seeds
+  val_loss.png                   validation loss per epoch, a panel per value
+                                 of one swept field (`study.panel_by`; the
+                                 freezing regime in seed 000's study), a
+                                 colour per value of another (`colour_by`;
+                                 the initialisation), mean line and min-max
+                                 band over seeds
   val_accuracy.png               the same for accuracy
   autoencoder_reconstructions.png  validation images and their reconstructions
 """
@@ -39,21 +43,42 @@ def _read_json(path: str) -> Any:
 
 
 def load_study(workdir: str) -> dict[str, Any]:
-  """The study plan (study.json), or one inferred from the arm directories."""
+  """The study plan (study.json), or one inferred from the arm directories.
+  Every arm gets `values` (swept field -> value) and the plan `axes`; plans
+  written before studies swept any field are read as the init x freeze grid."""
   study_path = os.path.join(workdir, "study.json")
   if os.path.exists(study_path):
-    return _read_json(study_path)
-  arms = []
-  for name in sorted(os.listdir(workdir)):
-    arm_dir = os.path.join(workdir, name)
-    config = workdir_lib.read_config(arm_dir) if os.path.isdir(arm_dir) else None
-    if config and config.get("task") == "classifier":
-      arms.append({"name": name, "init": config["init"],
-                   "freeze": config["freeze"], "status": "done", "reason": None})
-  if not arms:
-    raise UserError(f"{workdir} holds no study (no study.json and no arm "
-                    "directories with a classifier run)")
-  return {"arms": arms}
+    study = _read_json(study_path)
+  else:
+    arms = []
+    for name in sorted(os.listdir(workdir)):
+      arm_dir = os.path.join(workdir, name)
+      config = workdir_lib.read_config(arm_dir) if os.path.isdir(arm_dir) else None
+      if config and config.get("task") == "classifier":
+        arms.append({"name": name, "init": config["init"],
+                     "freeze": config["freeze"], "status": "done",
+                     "reason": None})
+    if not arms:
+      raise UserError(f"{workdir} holds no study (no study.json and no arm "
+                      "directories with a classifier run)")
+    study = {"arms": arms}
+  study.setdefault("axes", ["init", "freeze"])
+  for arm in study["arms"]:
+    arm.setdefault("values", {f: arm.get(f) for f in study["axes"]})
+  return study
+
+
+def plot_axes(study: dict[str, Any]) -> tuple[str | None, str | None]:
+  """(colour_by, panel_by): the study's choice, else 'init' / 'freeze' when
+  swept (seed 000's study), else the first / second swept field."""
+  axes = [a for a in study["axes"]
+          if len({json.dumps(arm["values"].get(a)) for arm in study["arms"]}) > 1]
+  colour = study.get("colour_by") or ("init" if "init" in axes else
+                                      (axes[0] if axes else None))
+  rest = [a for a in axes if a != colour]
+  panel = study.get("panel_by") or ("freeze" if "freeze" in rest else
+                                    (rest[0] if rest else None))
+  return colour, panel
 
 
 def _by_seed(records: list[dict]) -> dict[int, list[dict]]:
@@ -102,6 +127,12 @@ def curves(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
   return np.array(epochs), values
 
 
+def _cell(value: Any) -> str:
+  if isinstance(value, (list, tuple)):
+    return ", ".join(str(v) for v in value)
+  return str(value)
+
+
 def _pm(pair, digits=3) -> str:
   if pair is None:
     return "-"
@@ -109,32 +140,55 @@ def _pm(pair, digits=3) -> str:
   return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+FREEZE_TITLES = {"none": " (all layers train)", "head": " (only the head trains)",
+                 "head+conv5": " (head and conv5 train)"}
+
+
+def _value_label(field: str | None, value: Any) -> str:
+  if field == "init":
+    return INIT_LABELS.get(value, str(value))
+  return f"{field} = {value}" if field else "all arms"
+
+
 def _plot_metric(arms: list[dict], metrics: dict[str, list[dict]], key: str,
-                 ylabel: str, title: str, path: str, scale: str) -> None:
+                 ylabel: str, title: str, path: str, scale: str,
+                 colour_by: str | None = "init",
+                 panel_by: str | None = "freeze") -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   from matplotlib.ticker import MaxNLocator
 
-  freezes = list(dict.fromkeys(a["freeze"] for a in arms))
-  fig, axes = plt.subplots(1, len(freezes), figsize=(5 * len(freezes), 4),
+  value = lambda arm, field: (json.dumps(arm["values"].get(field))
+                              if field else "")
+  panels = list(dict.fromkeys(value(a, panel_by) for a in arms))
+  colour_values = list(dict.fromkeys(value(a, colour_by) for a in arms))
+  cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4),
                            sharey=True, squeeze=False)
-  for ax, freeze in zip(axes[0], freezes):
+  for ax, panel in zip(axes[0], panels):
     for arm in arms:
-      if arm["freeze"] != freeze or arm["name"] not in metrics:
+      if value(arm, panel_by) != panel or arm["name"] not in metrics:
         continue
       epochs, values = curves(metrics[arm["name"]], key)
-      colour = INIT_COLOURS.get(arm["init"], None)
-      label = f"{INIT_LABELS.get(arm['init'], arm['init'])} (n={len(values)})"
+      shade = value(arm, colour_by)
+      colour = (INIT_COLOURS.get(arm["values"].get("init"))
+                if colour_by == "init" else None) or cycle[
+                    colour_values.index(shade) % len(cycle)]
+      others = [f"{f.rsplit('.', 1)[-1]}={arm['values'][f]}"
+                for f in arm["values"] if f not in (colour_by, panel_by)]
+      label = (_value_label(colour_by, arm["values"].get(colour_by))
+               if colour_by else arm["name"])
+      label += (f" [{', '.join(others)}]" if others else "") + f" (n={len(values)})"
       ax.plot(epochs, values.mean(axis=0), color=colour, marker="o",
               markersize=3, label=label)
       if len(values) > 1:
         ax.fill_between(epochs, values.min(axis=0), values.max(axis=0),
                         color=colour, alpha=0.2, linewidth=0)
-    ax.set_title(f"freeze = {freeze}" + {"none": " (all layers train)",
-                                        "head": " (only the head trains)",
-                                        "head+conv5": " (head and conv5 train)"
-                                        }.get(freeze, ""))
+    if panel_by:
+      panel_value = json.loads(panel)
+      ax.set_title(f"{panel_by} = {panel_value}" + (
+          FREEZE_TITLES.get(panel_value, "") if panel_by == "freeze" else ""))
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
@@ -180,7 +234,20 @@ def _scale_line(config: dict | None, summary: dict | None,
           f"images ({config.get('validation')}), {config.get('image_size')} px, "
           f"{summary['epochs'] if summary else '?'} epochs, "
           f"{summary['num_seeds'] if summary else '?'} seeds, batch "
-          f"{config.get('batch_size')}, Adam lr {config.get('learning_rate')}")
+          f"{config.get('batch_size')}, {_optimizer_line(config)}")
+
+
+def _optimizer_line(config: dict) -> str:
+  name = config.get("optimizer", "adam")
+  schedule = config.get("lr_schedule", "constant")
+  if schedule == "piecewise":
+    rate = f"lr {config.get('lr_values')} until epochs {config.get('lr_boundaries')}"
+  else:
+    rate = f"lr {config.get('learning_rate')}" + (
+        f" ({schedule})" if schedule != "constant" else "")
+  label = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD",
+           "rmsprop": "RMSProp", "adagrad": "Adagrad"}.get(name, name)
+  return f"{label} {rate}"
 
 
 def write_report(workdir: str) -> str:
@@ -211,29 +278,35 @@ def write_report(workdir: str) -> str:
     lines.append(f"- skipped **{arm['name']}**: {arm['reason']}")
   for arm in not_yet:
     lines.append(f"- not run yet: **{arm['name']}**")
+  axes = study["axes"]
   lines += ["", "## Summary (mean ± std over seeds)", "",
-            "| arm | init | freeze | seeds | best val loss | epoch of best | "
+            "| arm | " + "".join(f"{a} | " for a in axes) +
+            "seeds | best val loss | epoch of best | "
             "final val accuracy | s/epoch (all seeds) | compile s | params trained |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|" + "---|" * len(axes) + "---|---|---|---|---|---|---|"]
   for arm in ran:
     s = summaries[arm["name"]]
     seconds = f"{s['seconds_per_epoch']:.1f}" if s["seconds_per_epoch"] else "-"
     lines.append(
-        f"| {arm['name']} | {arm['init']} | {arm['freeze']} | {s['num_seeds']} | "
+        f"| {arm['name']} | " + "".join(
+            f"{_cell(arm['values'].get(a))} | " for a in axes) +
+        f"{s['num_seeds']} | "
         f"{_pm(s['best_val_loss'])} | {_pm(s['best_epoch'], 1)} | "
         f"{_pm(s['final_val_accuracy'])} | {seconds} | {s['compile_seconds']:.1f} | "
         f"{s['trainable_parameters']:,} |")
 
   plots = []
+  colour_by, panel_by = plot_axes(study)
   if ran:
     _plot_metric(ran, metrics, "val_loss", "validation loss (cross-entropy)",
                  "Validation loss per epoch", os.path.join(workdir, "val_loss.png"),
-                 scale)
+                 scale, colour_by, panel_by)
     plots.append(("Validation loss per epoch", "val_loss.png"))
     if all(summaries[a["name"]]["final_val_accuracy"] is not None for a in ran):
       _plot_metric(ran, metrics, "val_accuracy", "validation accuracy",
                    "Validation accuracy per epoch",
-                   os.path.join(workdir, "val_accuracy.png"), scale)
+                   os.path.join(workdir, "val_accuracy.png"), scale,
+                   colour_by, panel_by)
       plots.append(("Validation accuracy per epoch", "val_accuracy.png"))
 
   ae_dir = os.path.join(workdir, "autoencoder")

@@ -1,10 +1,24 @@
-"""A study: a grid of arms (initialisation x freezing regime), each an ordinary
-run of `config.num_seeds` seeds trained side by side, then a report.
+"""A study: named arms, each an ordinary run of `config.num_seeds` seeds
+trained side by side, then a report.
 
-  <workdir>/study.json          the grid, and per arm: done / skipped (why)
-  <workdir>/autoencoder/        the autoencoder, pre-trained once for all
-                                autoencoder arms (with reconstructions.npz)
-  <workdir>/<init>-<freeze>/    each arm's run: config.json, metrics.jsonl
+The arms come from `config.study`:
+  grid    a grid over any config fields: {'optimizer': ('sgd', 'adam'),
+          'augment': {'hflip': (False, True)}} (a dict, nested for dotted
+          fields; its keys come sorted) or ((field, values), ...) pairs in
+          the order you want (dotted names allowed: ('augment.hflip', ...)).
+  arms    an explicit list of named arms, each a dict of overrides:
+          ({'name': 'case1', 'lr_values': (...), 'freeze': 'none'}, ...);
+          with a grid as well, every arm is crossed with the grid.
+  inits, freezes   shorthand for the grid over 'init' and 'freeze' (seed
+          000's study, configs/study.py).
+  colour_by, panel_by   which swept field colours the plots' lines and
+          which makes their panels ('' = chosen from the swept fields).
+
+  <workdir>/study.json          the arms (name, swept values), and per arm:
+                                done / skipped (why)
+  <workdir>/autoencoder/        an autoencoder pre-trained once for all the
+                                autoencoder arms that share its config
+  <workdir>/<arm>/              each arm's run: config.json, metrics.jsonl
                                 (a line per epoch and seed), checkpoints/
   <workdir>/report.md, *.png    the report (report.py)
 
@@ -14,7 +28,13 @@ resumes the unfinished one from its latest checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
 import os
+import re
 import time
 from typing import Any
 
@@ -23,38 +43,153 @@ import ml_collections
 import tqdm
 
 from jaxtransfer import (configlib, data, distributed, experiment,
-                         initialization,
-                         report,
-                         training, workdir as workdir_lib)
+                         initialization, report, training,
+                         workdir as workdir_lib)
 from jaxtransfer.errors import UserError
 
 STUDY_FILE = "study.json"
+# config.study's own fields; everything else in a study config is the base
+# config every arm starts from.
+STUDY_FIELDS = ("grid", "arms", "inits", "freezes", "colour_by", "panel_by")
+# Fields that change what data an arm reads: arms that agree on them share
+# one read of the data.
+DATA_FIELDS = ("dataset", "data_dir", "train_split", "val_split",
+               "stored_size", "stored_resize", "train_subset", "validation",
+               "holdout_size", "val_subset", "classes", "class_fraction",
+               "normalization")
 
 
 def is_study(config) -> bool:
   return "study" in config
 
 
-def arm_name(init: str, freeze: str) -> str:
-  return f"{init}-{freeze}"
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  name: str
+  overrides: dict[str, Any]  # dotted field -> value
 
 
-def arm_config(config, init: str, freeze: str, workdir: str):
-  """An ordinary run config for one arm: the study's fields minus the grid."""
+def _study_get(config, field: str, default=None):
+  return config.study[field] if field in config.study else default
+
+
+def _flat(tree, prefix: str = "") -> list[tuple[str, Any]]:
+  """Nested dict/ConfigDict of values -> [(dotted field, values)]."""
+  items = []
+  for key, value in tree.items():
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      items.extend(_flat(value, f"{prefix}{key}."))
+    else:
+      items.append((prefix + key, value))
+  return items
+
+
+def grid_axes(config) -> list[tuple[str, tuple]]:
+  """The swept fields of the grid, in order, each with its values."""
+  axes = []
+  for legacy, field in (("inits", "init"), ("freezes", "freeze")):
+    values = _study_get(config, legacy)
+    if values is not None:
+      axes.append((field, tuple(values)))
+  grid = _study_get(config, "grid")
+  if grid:
+    pairs = (_flat(grid) if isinstance(grid, (dict, ml_collections.ConfigDict))
+             else [tuple(pair) for pair in grid])
+    for field, values in pairs:
+      if not isinstance(values, (tuple, list)) or not values:
+        raise UserError(f"config.study.grid: {field!r} needs a non-empty "
+                        f"tuple of values, got {values!r}")
+      axes.append((field, tuple(values)))
+  return axes
+
+
+def _format_value(field: str, value: Any) -> str:
+  if isinstance(value, str):
+    return value
+  if isinstance(value, (tuple, list)):
+    value = "_".join(str(v) for v in value)
+  return f"{field.rsplit('.', 1)[-1]}={value}"
+
+
+def _safe(name: str) -> str:
+  return re.sub(r"[^A-Za-z0-9_.=+,-]+", "_", name)
+
+
+def plan_arms(config) -> list[Arm]:
+  """Every arm of the study: the explicit arms crossed with the grid."""
+  axes = grid_axes(config)
+  explicit = _study_get(config, "arms") or ()
+  bases = []
+  for i, entry in enumerate(explicit):
+    entry = dict(entry)
+    name = entry.pop("name", None) or "-".join(
+        _format_value(f, v) for f, v in entry.items()) or f"arm{i + 1}"
+    bases.append(Arm(_safe(str(name)), entry))
+  if not bases:
+    bases = [Arm("", {})]
+  arms = []
+  for base in bases:
+    for values in itertools.product(*(v for _, v in axes)):
+      overrides = {**base.overrides,
+                   **{f: v for (f, _), v in zip(axes, values)}}
+      parts = [base.name] if base.name else []
+      parts += [_format_value(f, v) for (f, _), v in zip(axes, values)]
+      arms.append(Arm(_safe("-".join(parts)) or "base", overrides))
+  if not axes and not explicit:
+    raise UserError("config.study has no arms: give study.grid or study.arms")
+  names = [a.name for a in arms]
+  duplicates = sorted({n for n in names if names.count(n) > 1})
+  if duplicates:
+    raise UserError(f"config.study: several arms are named {duplicates}; "
+                    "give the explicit arms distinct 'name's")
+  return arms
+
+
+def swept_fields(config) -> list[str]:
+  """The fields the arms set, in order (the report's columns)."""
+  fields = []
+  for arm in plan_arms(config):
+    fields.extend(f for f in arm.overrides if f not in fields)
+  return fields
+
+
+def _base_dict(config) -> dict[str, Any]:
   fields = configlib.to_dict(config)
   del fields["study"]
-  arm = ml_collections.ConfigDict(fields)
-  arm.init, arm.freeze, arm.trainable_rules = init, freeze, None
-  if init == "autoencoder" and not arm.ae_checkpoint:
-    arm.ae_checkpoint = os.path.join(workdir, initialization.AUTOENCODER_SUBDIR)
-  if init != "imagenet":
-    arm.init_weights = ""
-  return arm
+  return fields
 
 
-def missing_input(config, init: str) -> str | None:
+def _set(node: ml_collections.ConfigDict, field: str, value: Any, known) -> None:
+  if field not in known:
+    near = difflib.get_close_matches(field, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise UserError(f"config.study: arm field {field!r} is not a config "
+                    f"field{hint}")
+  *parents, leaf = field.split(".")
+  for parent in parents:
+    node = node[parent]
+  if isinstance(value, dict):
+    value = ml_collections.ConfigDict(value)
+  node[leaf] = value
+
+
+def arm_config(config, arm: Arm, workdir: str):
+  """An ordinary run config for one arm: the study's fields with the arm's
+  overrides, minus the study."""
+  run = ml_collections.ConfigDict(_base_dict(config))
+  known = configlib.known_fields(run)
+  for field, value in arm.overrides.items():
+    _set(run, field, value, known)
+  if "freeze" in arm.overrides and "trainable_rules" not in arm.overrides:
+    run.trainable_rules = None
+  if run.init not in ("imagenet", "checkpoint"):
+    run.init_weights = ""
+  return run
+
+
+def missing_input(config) -> str | None:
   """Why an arm cannot run here, or None."""
-  if init == "imagenet":
+  if config.init == "imagenet":
     from jaxtransfer import conversion
     if not config.init_weights:
       return ("no converted ImageNet weights (config.init_weights is empty; "
@@ -66,21 +201,22 @@ def missing_input(config, init: str) -> str | None:
   return None
 
 
-def _validate(config) -> None:
-  for init in config.study.inits:
-    if init not in configlib.INITS:
-      raise UserError(f"config.study.inits: {init!r} is not one of "
-                      f"{', '.join(configlib.INITS)}")
-    if init == "checkpoint":
-      raise UserError("config.study.inits: 'checkpoint' arms are not supported "
-                      "in a study; run them as single runs")
-  from jaxtransfer import freezing
-  for freeze in config.study.freezes:
-    if freeze not in freezing.PRESETS:
-      raise UserError(f"config.study.freezes: {freeze!r} is not one of "
-                      f"{', '.join(freezing.PRESETS)}")
-  if not config.study.inits or not config.study.freezes:
-    raise UserError("config.study needs at least one init and one freeze")
+def _autoencoder_dirs(runs: list[tuple[dict, Any]], workdir: str) -> dict:
+  """One pre-trained autoencoder per distinct pre-training config among the
+  autoencoder arms: the first in <workdir>/autoencoder, others beside it
+  with a hash of their config. Sets each arm's ae_checkpoint."""
+  dirs: dict[str, tuple[str, Any]] = {}
+  for arm, run in runs:
+    if run.init != "autoencoder" or run.ae_checkpoint or arm["status"] == "skipped":
+      continue
+    ae = experiment.pretrain_config(run)
+    key = json.dumps(configlib.identity(configlib.to_dict(ae)), sort_keys=True)
+    if key not in dirs:
+      name = initialization.AUTOENCODER_SUBDIR + (
+          "" if not dirs else "-" + hashlib.sha256(key.encode()).hexdigest()[:8])
+      dirs[key] = (os.path.join(workdir, name), ae)
+    run.ae_checkpoint = dirs[key][0]
+  return {path: ae for path, ae in dirs.values()}
 
 
 class _StudyProgress:
@@ -101,63 +237,117 @@ class _StudyProgress:
     self._bar.close()
 
 
+def _plan(config, workdir: str):
+  """(plan for study.json, [(plan entry, run config)], autoencoders): every
+  arm's config built and validated before anything is trained."""
+  unknown = [k for k in config.study.keys() if k not in STUDY_FIELDS]
+  if unknown:
+    raise UserError(f"config.study: unknown field(s) {unknown}; known: "
+                    f"{', '.join(STUDY_FIELDS)}")
+  arms = plan_arms(config)
+  fields = swept_fields(config)
+  plan = {"arms": [], "axes": fields, "num_seeds": config.num_seeds,
+          "num_epochs": config.num_epochs,
+          "colour_by": _study_get(config, "colour_by") or "",
+          "panel_by": _study_get(config, "panel_by") or ""}
+  for key in ("colour_by", "panel_by"):
+    if plan[key] and plan[key] not in fields:
+      raise UserError(f"config.study.{key}={plan[key]!r} is not a swept field "
+                      f"({', '.join(fields)})")
+  runs = []
+  for arm in arms:
+    run = arm_config(config, arm, workdir)
+    reason = missing_input(run)
+    if reason is None:
+      try:
+        configlib.validate(run)
+      except UserError as e:
+        raise UserError(f"study arm {arm.name}: {e}") from None
+    values = {f: configlib.to_dict(run).get(f) if "." not in f else
+              _dotted(run, f) for f in fields}
+    entry = {"name": arm.name, "values": values, "init": run.init,
+             "freeze": run.freeze, "status": "skipped" if reason else "planned",
+             "reason": reason}
+    plan["arms"].append(entry)
+    runs.append((entry, run))
+  autoencoders = _autoencoder_dirs(runs, workdir)
+  return plan, runs, autoencoders
+
+
+def _dotted(config, field: str):
+  node = config
+  for part in field.split("."):
+    node = node[part]
+  return node
+
+
 def run(config, workdir: str, *, fresh: bool = False) -> dict[str, Any]:
   """Trains every arm that can run (resuming), then writes the report. The
   study's workdir stays locked throughout; each arm locks its own too."""
-  _validate(config)
+  plan, runs, autoencoders = _plan(config, workdir)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)
-  dataset = data.load_dataset(config)  # read once, shared by every arm
+  datasets = _DatasetCache()
+  runnable = [run for arm, run in runs if arm["status"] != "skipped"]
+  if runnable:  # bad data fails before anything is written
+    datasets.get(runnable[0])
   with workdir_lib.claim(workdir, config_dict, fresh):
     workdir_lib.record_config(workdir, config_dict)
-    return _run(config, workdir, dataset)
+    return _run(config, workdir, plan, runs, autoencoders, datasets)
 
 
-def _run(config, workdir: str, dataset) -> dict[str, Any]:
-  arms = [(init, freeze) for init in config.study.inits
-          for freeze in config.study.freezes]
-  plan = {"arms": [], "num_seeds": config.num_seeds,
-          "num_epochs": config.num_epochs}
-  for init, freeze in arms:
-    reason = missing_input(config, init)
-    plan["arms"].append({"name": arm_name(init, freeze), "init": init,
-                         "freeze": freeze,
-                         "status": "skipped" if reason else "planned",
-                         "reason": reason})
+class _DatasetCache:
+  """Arms that read the same data share one read of it."""
+
+  def __init__(self):
+    self._loaded: dict[str, data.Dataset] = {}
+
+  @staticmethod
+  def _key(config) -> str:
+    fields = configlib.to_dict(config)
+    key = {f: fields.get(f) for f in DATA_FIELDS}
+    if key["class_fraction"]:
+      key["seed"] = fields["seed"]  # which examples a fraction keeps
+    return json.dumps(key, sort_keys=True)
+
+  def get(self, config) -> data.Dataset:
+    key = self._key(config)
+    if key not in self._loaded:
+      self._loaded[key] = data.load_dataset(config)
+    return self._loaded[key]
+
+
+def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
   study_file = os.path.join(workdir, STUDY_FILE)
   primary = distributed.is_primary()
   if primary:
     workdir_lib.write_json_atomic(study_file, plan)
-
-  needs_autoencoder = any(a["init"] == "autoencoder" and a["status"] != "skipped"
-                          for a in plan["arms"]) and not config.ae_checkpoint
-  runnable = [a for a in plan["arms"] if a["status"] != "skipped"]
-  total = len(runnable) * config.num_epochs + (
-      config.pretrain.num_epochs if needs_autoencoder else 0)
+  runnable = [(arm, run) for arm, run in runs if arm["status"] != "skipped"]
+  total = sum(run.num_epochs for _, run in runnable) + sum(
+      ae.num_epochs for ae in autoencoders.values())
   progress = _StudyProgress(config.progress_bar and primary, total)
   try:
-    if needs_autoencoder:
-      progress.start(f"autoencoder (shared by the autoencoder arms)")
-      ae_config = experiment.pretrain_config(config)
-      ae_dir = os.path.join(workdir, initialization.AUTOENCODER_SUBDIR)
-      done = _epochs_done(ae_config, ae_dir)
-      progress.advance(done)
+    for index, (ae_dir, ae_config) in enumerate(autoencoders.items(), start=1):
+      shared_by = [a["name"] for a, r in runnable if r.ae_checkpoint == ae_dir]
+      progress.start(f"autoencoder {index}/{len(autoencoders)} (shared by "
+                     f"{len(shared_by)} arms)")
+      progress.advance(_epochs_done(ae_config, ae_dir))
       training.train_and_evaluate(
-          ae_config, ae_dir, name="autoencoder", dataset=dataset,
+          ae_config, ae_dir, name="autoencoder", dataset=datasets.get(ae_config),
           hooks=training.Hooks(label="  autoencoder", bar_position=1,
                                on_epoch_end=lambda _: progress.advance(),
                                verbose=False))
       if primary:
         experiment.write_reconstructions(ae_config, ae_dir)
-    for index, arm in enumerate(runnable, start=1):
+    for index, (arm, run_config) in enumerate(runnable, start=1):
       label = f"arm {index}/{len(runnable)} {arm['name']}"
       progress.start(label)
-      run_config = arm_config(config, arm["init"], arm["freeze"], workdir)
       arm_dir = os.path.join(workdir, arm["name"])
       progress.advance(_epochs_done(run_config, arm_dir))
       started = time.perf_counter()
       history = training.train_and_evaluate(
-          run_config, arm_dir, name=arm["name"], dataset=dataset,
+          run_config, arm_dir, name=arm["name"],
+          dataset=datasets.get(run_config),
           hooks=training.Hooks(label=f"  {arm['name']}", bar_position=1,
                                on_epoch_end=lambda _: progress.advance(),
                                verbose=False))

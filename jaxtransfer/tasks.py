@@ -1,7 +1,7 @@
 """What a model is trained to do: its loss and the metrics summed over an epoch.
 
-A task turns (apply, params, inputs, labels, weights) into the mean loss that
-is differentiated and a dict of *sums* (loss_sum, count, ...). Sums add up
+A task turns (the model's outputs, its inputs, labels, weights) into the mean
+loss that is differentiated and a dict of *sums* (loss_sum, count, ...). Sums add up
 across steps, devices and padded evaluation batches (padding has weight 0);
 `summarize` divides them once, on the host, at the end of an epoch.
 """
@@ -22,8 +22,8 @@ class ClassificationTask:
   name: str = "classifier"
   sum_names: tuple[str, ...] = ("loss_sum", "correct", "count")
 
-  def loss_and_sums(self, apply, params, inputs, labels, weights):
-    logits = apply(params, inputs)
+  def loss_and_sums(self, logits, inputs, labels, weights):
+    del inputs
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     count = jnp.sum(weights)
@@ -34,7 +34,8 @@ class ClassificationTask:
   def summarize(self, sums: dict[str, Any]) -> dict[str, float]:
     count = max(float(sums["count"]), 1.0)
     return {"loss": float(sums["loss_sum"]) / count,
-            "accuracy": float(sums["correct"]) / count}
+            "accuracy": float(sums["correct"]) / count,
+            **_regularization(sums, count)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +44,8 @@ class ReconstructionTask:
   name: str = "autoencoder"
   sum_names: tuple[str, ...] = ("loss_sum", "count")
 
-  def loss_and_sums(self, apply, params, inputs, labels, weights):
+  def loss_and_sums(self, reconstruction, inputs, labels, weights):
     del labels
-    reconstruction = apply(params, inputs)
     errors = jnp.mean(
         jnp.square(reconstruction - inputs.astype(jnp.float32)), axis=(1, 2, 3))
     count = jnp.sum(weights)
@@ -53,7 +53,20 @@ class ReconstructionTask:
     return sums["loss_sum"] / jnp.maximum(count, 1.0), sums
 
   def summarize(self, sums: dict[str, Any]) -> dict[str, float]:
-    return {"loss": float(sums["loss_sum"]) / max(float(sums["count"]), 1.0)}
+    count = max(float(sums["count"]), 1.0)
+    return {"loss": float(sums["loss_sum"]) / count,
+            **_regularization(sums, count)}
+
+
+def _regularization(sums: dict[str, Any], count: float) -> dict[str, float]:
+  """With a regulariser (training only): `loss` stays the data term, as the
+  validation loss; `regularization` is the mean penalty over the epoch's
+  steps and `total_loss` what was minimised."""
+  if "regularization_sum" not in sums:
+    return {}
+  penalty = float(sums["regularization_sum"]) / count
+  return {"regularization": penalty,
+          "total_loss": float(sums["loss_sum"]) / count + penalty}
 
 
 def make_task(config):

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, SHARED_TFDS, needs_cifar10, run_cli
+from conftest import REPO_ROOT, cifar10_dir, needs_cifar10, run_cli
 
 TINY = ("--config=configs/random_init.py:smoke", "--config.train_subset=320",
         "--config.val_subset=200", "--config.batch_size=32",
@@ -106,7 +106,8 @@ def test_batch_not_divisible_by_devices_touches_nothing(tmp_path):
 def test_damaged_dataset(tmp_path):
   damaged = tmp_path / "tfds" / "cifar10" / "3.0.2"
   damaged.mkdir(parents=True)
-  source = os.path.join(SHARED_TFDS, "cifar10", "3.0.2")
+  # The data dir the tests were given (TFDS_DATA_DIR), not ../shared.
+  source = os.path.join(cifar10_dir(), "cifar10", "3.0.2")
   for name in os.listdir(source):
     if "test.array_record" in name:  # truncated to half: a broken copy
       with open(os.path.join(source, name), "rb") as f:
@@ -172,7 +173,7 @@ def test_converted_weights_of_the_wrong_shapes(tmp_path):
   result = run_cli(*TINY, "--config.init=imagenet",
                    f"--config.init_weights={tmp_path / 'weights'}",
                    f"--workdir={tmp_path / 'w'}")
-  _assert_one_line_error(result, "do not fit the AlexNet body",
+  _assert_one_line_error(result, "do not fit the model's body",
                          "body/conv1/kernel: shape (3, 3, 3, 8), expected (11, 11, 3, 64)")
   assert not (tmp_path / "w").exists()
 

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks import kill_resume
 from conftest import REPO_ROOT, needs_cifar10, run_cli, tiny_config
-from jaxtransfer import checkpoints, experiment, training
+from jaxtransfer import checkpoints, experiment, steps, training
 from jaxtransfer.errors import UserError
 
 
@@ -90,9 +90,13 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   experiment.train(tiny_config(num_epochs=1), workdir)  # one good epoch
   good = checkpoints.RunCheckpoints(workdir, read_only=True).latest_step()
   # Resume for a second epoch whose forward pass turns non-finite.
-  poisoned = training._apply
-  monkeypatch.setattr(training, "_apply", lambda setup, params, inputs:
-                      poisoned(setup, params, inputs) * jnp.inf)
+  healthy = steps.forward
+
+  def poisoned(*args, **kwargs):
+    outputs, batch_stats = healthy(*args, **kwargs)
+    return outputs * jnp.inf, batch_stats
+
+  monkeypatch.setattr(steps, "forward", poisoned)
   with pytest.raises(training.Diverged, match=r"at epoch 2, step 11"):
     experiment.train(tiny_config(num_epochs=2), workdir)
   assert checkpoints.RunCheckpoints(workdir, read_only=True).steps()[-1] == good

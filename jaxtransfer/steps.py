@@ -1,0 +1,409 @@
+"""The train state and the jitted steps: what runs on the device.
+
+A step is written for one model and mapped over a leading seed axis (`vmap`
+or unrolled, `over_seeds`): the parameters, BatchNorm statistics, optimizer
+state, metric sums and PRNG keys of every seed are stacked; the uint8 data on
+the device is shared.
+
+Everything a training step does happens on the device: gather the batch by
+index from the device-resident uint8 images, augment, resize, adapt the
+channels, normalise, forward (dropout and BatchNorm in training mode),
+backward, the optimizer, and add the batch's loss/accuracy into running sums
+kept in the train state.
+
+Determinism: the data order of epoch e is a permutation drawn from
+fold_in(data_key, e); step s augments with fold_in(aug_key, s) and draws its
+dropout masks from fold_in(fold_in(aug_key, s), 1), all from the model's
+seed. A resumed run therefore continues the same trajectory, and seed k of a
+vectorised run is the run of seed k alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+import ml_collections
+import numpy as np
+import optax
+
+from jaxtransfer import (augment, data, distributed, freezing, models,
+                         optimizers, tasks)
+from jaxtransfer.errors import UserError
+
+
+@flax.struct.dataclass
+class TrainState:
+  """One model's state; the loop holds a stack of them (leading seed axis)."""
+  step: jax.Array  # global step (int32); epoch = step // steps_per_epoch
+  params: Any
+  batch_stats: Any  # BatchNorm running statistics ({} for models without)
+  opt_state: Any
+  metric_sums: dict[str, jax.Array]  # sums over the current epoch's steps
+  nonfinite_step: jax.Array  # first step whose loss was not finite, or -1
+
+
+@dataclasses.dataclass(frozen=True)
+class RunKeys:
+  """All randomness of a run: one key per seed for each use, stacked."""
+  init: jax.Array
+  data: jax.Array
+  augment: jax.Array
+
+  @classmethod
+  def from_seeds(cls, seeds, sharding=None) -> "RunKeys":
+    """Keys for each seed; with a sharding, as global arrays (needed when the
+    run spans several processes)."""
+    def make():
+      split = jnp.stack([jax.random.split(jax.random.key(s), 3) for s in seeds])
+      return split[:, 0], split[:, 1], split[:, 2]
+    if sharding is not None:
+      make = jax.jit(make, out_shardings=sharding)
+    return cls(*make())
+
+
+def seeds_of(config) -> list[int]:
+  return [config.seed + k for k in range(config.num_seeds)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """What the step functions close over: static for the whole run."""
+  model: Any
+  task: Any
+  tx: optax.GradientTransformation
+  schedule: Callable[[Any], Any]  # step -> learning rate
+  trainable: Any  # pytree of Python bools, like one model's params
+  augment: augment.AugmentOptions
+  image_size: int
+  channels: int  # what the model takes; stored images are adapted to it
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  dtype: Any
+  batch_size: int
+  steps_per_epoch: int
+  mesh: jax.sharding.Mesh
+  seed_parallelism: str = "vmap"  # resolved: 'vmap' or 'unroll'
+  # The body is frozen and nothing is augmented: the steps see body features
+  # computed once (per seed), not images, and run the head alone.
+  feature_cache: bool = False
+  # Keras-style penalty on the weights (None: no regulariser configured).
+  regularizer: Callable[[Any], jax.Array] | None = None
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P())
+
+  @property
+  def batch_sharded(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P("data"))
+
+
+def make_mesh(batch_size: int, what: str = "batch_size") -> jax.sharding.Mesh:
+  """A 1-D mesh over all devices; the batch is split along its 'data' axis."""
+  devices = jax.devices()
+  if batch_size % len(devices):
+    raise UserError(f"config.{what}={batch_size} does not divide by the "
+                    f"{len(devices)} devices")
+  return jax.sharding.Mesh(np.asarray(devices), ("data",))
+
+
+def _prepare_inputs(setup: Setup, examples, key=None):
+  """A batch of examples -> model input: uint8 images are scaled, augmented
+  (only when a key is given), resized, adapted to the model's channels and
+  normalised; cached body features are used as they are."""
+  if setup.feature_cache:
+    return examples
+  images = data.to_unit_float(examples)
+  if key is not None:
+    images = augment.augment_batch(key, images, setup.augment)
+  return data.to_model_input(images, setup.image_size, setup.mean, setup.std,
+                             setup.dtype, channels=setup.channels)
+
+
+def forward(setup: Setup, params, batch_stats, inputs, train: bool = False,
+            dropout_key=None):
+  """(outputs, new batch_stats): the model on its inputs (the head alone on
+  cached features). In training mode BatchNorm uses and updates the batch's
+  statistics (frozen BatchNorm layers excepted) and dropout is on."""
+  variables = {"params": params}
+  if batch_stats:
+    variables["batch_stats"] = batch_stats
+  kwargs = {"method": "classify_features"} if setup.feature_cache else {}
+  if train and dropout_key is not None:
+    kwargs["rngs"] = {"dropout": dropout_key}
+  if train and batch_stats:
+    outputs, updated = setup.model.apply(variables, inputs, train=True,
+                                         mutable=["batch_stats"], **kwargs)
+    return outputs, updated["batch_stats"]
+  return setup.model.apply(variables, inputs, train=train, **kwargs), batch_stats
+
+
+def train_step(setup: Setup, state: TrainState, examples, labels, order,
+               augment_key) -> TrainState:
+  """One optimizer step of one model on batch `state.step % steps_per_epoch`
+  of its `order`. The loop runs it over stacked seeds (`make_train_step`).
+  `examples` are the uint8 images (shared by the seeds) or, with the feature
+  cache, this model's body features."""
+  position = state.step % setup.steps_per_epoch
+  indices = jax.lax.dynamic_slice_in_dim(order, position * setup.batch_size,
+                                         setup.batch_size)
+  batch_images = jax.lax.with_sharding_constraint(examples[indices],
+                                                  setup.batch_sharded)
+  batch_labels = jax.lax.with_sharding_constraint(labels[indices],
+                                                  setup.batch_sharded)
+  step_key = jax.random.fold_in(augment_key, state.step)
+  inputs = _prepare_inputs(setup, batch_images, step_key)
+  weights = jnp.ones(batch_labels.shape, jnp.float32)
+
+  def loss_fn(params):
+    outputs, batch_stats = forward(setup, params, state.batch_stats, inputs,
+                                   train=True,
+                                   dropout_key=jax.random.fold_in(step_key, 1))
+    loss, sums = setup.task.loss_and_sums(outputs, inputs, batch_labels,
+                                          weights)
+    if setup.regularizer is not None:
+      penalty = setup.regularizer(params)
+      sums = {**sums, "regularization_sum": penalty * sums["count"]}
+      loss = loss + penalty
+    return loss, (sums, batch_stats)
+
+  (loss, (sums, batch_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  # Frozen gradients are zeroed by the optimizer's set_to_zero branch before
+  # any stateful transform sees them, and never leave this function: XLA
+  # drops their backward pass.
+  updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
+  params = freezing.apply_updates(state.params, updates, setup.trainable)
+  epoch_start = position == 0
+  metric_sums = jax.tree.map(
+      lambda running, new: jnp.where(epoch_start, 0.0, running) + new,
+      state.metric_sums, sums)
+  nonfinite_step = jnp.where(
+      (state.nonfinite_step < 0) & ~jnp.isfinite(loss), state.step,
+      state.nonfinite_step)
+  return state.replace(step=state.step + 1, params=params,
+                       batch_stats=batch_stats, opt_state=opt_state,
+                       metric_sums=metric_sums, nonfinite_step=nonfinite_step)
+
+
+def resolve_seed_parallelism(choice: str) -> str:
+  """'auto': 'vmap' on accelerators; 'unroll' on the CPU, where XLA lowers a
+  vmapped convolution with per-seed kernels to a grouped convolution that
+  runs ~3.7x slower than separate ones (BENCHMARKS.md)."""
+  if choice != "auto":
+    return choice
+  return "unroll" if jax.default_backend() == "cpu" else "vmap"
+
+
+def over_seeds(fn: Callable, in_axes: tuple, strategy: str) -> Callable:
+  """fn for one model -> fn over a leading seed axis (arguments with axis 0).
+
+  'vmap' batches the models into one set of kernels; 'unroll' traces fn once
+  per seed into the same program. Both give one compiled program and the
+  same results as each seed run alone.
+  """
+  if strategy == "vmap":
+    return jax.vmap(fn, in_axes=in_axes)
+
+  def unrolled(*args):
+    num_seeds = {jax.tree.leaves(a)[0].shape[0]
+                 for a, axis in zip(args, in_axes) if axis == 0}.pop()
+    outputs = [
+        fn(*(jax.tree.map(lambda x, i=i: x[i], a) if axis == 0 else a
+             for a, axis in zip(args, in_axes)))
+        for i in range(num_seeds)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
+
+  return unrolled
+
+
+def _examples_axis(setup: Setup):
+  """Images are shared by the seeds; cached features are each seed's own."""
+  return 0 if setup.feature_cache else None
+
+
+def make_train_step(setup: Setup):
+  """train_step over stacked models: per-seed state, order and key; shared data."""
+  return over_seeds(functools.partial(train_step, setup),
+                    (0, _examples_axis(setup), None, 0, 0),
+                    setup.seed_parallelism)
+
+
+def evaluate_batches(setup: Setup, variables, images, labels, weights):
+  """One model's metric sums over a padded evaluation set [num_batches, B, ...];
+  `variables` = {'params': ..., 'batch_stats': ...} (inference mode)."""
+
+  def body(totals, batch):
+    batch_images, batch_labels, batch_weights = (
+        jax.lax.with_sharding_constraint(x, setup.batch_sharded) for x in batch)
+    inputs = _prepare_inputs(setup, batch_images)
+    outputs, _ = forward(setup, variables["params"], variables["batch_stats"],
+                         inputs)
+    _, sums = setup.task.loss_and_sums(outputs, inputs, batch_labels,
+                                       batch_weights)
+    return jax.tree.map(jnp.add, totals, sums), None
+
+  totals, _ = jax.lax.scan(body, tasks.zero_sums(setup.task),
+                           (images, labels, weights))
+  return totals
+
+
+def model_variables(state: TrainState) -> dict[str, Any]:
+  """What evaluation and feature extraction need of a (stacked) state."""
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def make_evaluator(setup: Setup):
+  """jit(over_seeds(evaluate_batches)) over stacked variables: training and
+  --mode=eval share it, so a restored checkpoint evaluates to exactly the
+  logged numbers."""
+  return jax.jit(over_seeds(functools.partial(evaluate_batches, setup),
+                            (0, _examples_axis(setup), None, None),
+                            setup.seed_parallelism))
+
+
+def body_features(setup: Setup, variables, images):
+  """One model's body features of padded images [num_batches, B, ...] ->
+  [num_batches, B, ...] in the compute dtype: the frozen body's output
+  (inference mode), computed once for the feature cache."""
+  def one_batch(batch):
+    batch = jax.lax.with_sharding_constraint(batch, setup.batch_sharded)
+    inputs = data.to_model_input(data.to_unit_float(batch), setup.image_size,
+                                 setup.mean, setup.std, setup.dtype,
+                                 channels=setup.channels)
+    present = {k: v for k, v in variables.items() if v}
+    return setup.model.apply(present, inputs, train=False, method="features")
+  return jax.lax.map(one_batch, images)
+
+
+def make_feature_extractor(setup: Setup):
+  return jax.jit(over_seeds(functools.partial(body_features, setup), (0, None),
+                            setup.seed_parallelism))
+
+
+def epoch_order(data_key, epoch, num_examples: int, length: int):
+  """The example order of an epoch: a permutation, cut to whole batches."""
+  return jax.random.permutation(jax.random.fold_in(data_key, epoch),
+                                num_examples)[:length]
+
+
+@dataclasses.dataclass
+class EvalSet:
+  """A split padded to whole evaluation batches and placed on the device."""
+  images: jax.Array  # [num_batches, B, H, W, C] uint8
+  labels: jax.Array
+  weights: jax.Array  # 0 for padding
+  size: int
+
+
+def make_eval_set(split: data.Split, batch_size: int, setup: Setup) -> EvalSet:
+  # Whole batches per device: round the batch up to a multiple of the device
+  # count (the padding has weight 0, so the sums do not change).
+  devices = setup.mesh.devices.size
+  batch_size = -(-batch_size // devices) * devices
+  num_batches = math.ceil(len(split) / batch_size)
+  pad = num_batches * batch_size - len(split)
+  images = np.concatenate(
+      [split.images, np.zeros((pad, *split.images.shape[1:]), np.uint8)])
+  labels = np.concatenate([split.labels, np.zeros(pad, np.int32)])
+  weights = np.concatenate([np.ones(len(split), np.float32),
+                            np.zeros(pad, np.float32)])
+  shape = lambda x: x.reshape(num_batches, batch_size, *x.shape[1:])
+  put = lambda x: distributed.put_replicated(shape(x), setup.replicated)
+  return EvalSet(put(images), put(labels), put(weights), len(split))
+
+
+def build_setup(config, num_classes: int, steps_per_epoch: int,
+                batch_size: int, learning_rate: float | None = None, *,
+                pixel_stats=None) -> tuple[Setup, Any]:
+  """The model, optimizer and static options; returns (setup, init_state).
+
+  init_state(keys [S], params=None) -> TrainState stacked over S seeds, with
+  fresh parameters or the given stacked ones (used under jax.eval_shape for
+  restoring, and for real for a fresh run). `learning_rate`, if given,
+  replaces config.learning_rate (the autoencoder's pre-training uses its own).
+  `pixel_stats` are the training images' (mean, std) for
+  normalization='dataset'.
+  """
+  if learning_rate is not None and learning_rate != config.learning_rate:
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.learning_rate = learning_rate
+  spec = models.get_spec(config.model)
+  channels = spec.input_channels
+  mesh = make_mesh(batch_size)
+  sample = jnp.zeros((1, config.image_size, config.image_size, channels),
+                     jnp.float32)
+  probe = models.make_model(config, num_classes)
+  variable_shapes = jax.eval_shape(
+      lambda: probe.init(jax.random.key(0), sample, train=False))
+  rules = freezing.resolve_rules(config)
+  trainable = freezing.trainable_mask(variable_shapes["params"], rules)
+  # A BatchNorm whose parameters are all frozen runs in inference mode and
+  # keeps its statistics (Keras's trainable=False).
+  frozen_norms = models.frozen_norm_paths(variable_shapes.get("batch_stats", {}),
+                                          trainable)
+  model = models.make_model(config, num_classes, frozen_norms=frozen_norms)
+  task = tasks.make_task(config)
+  base_tx, schedule = optimizers.make_optimizer(config, steps_per_epoch)
+  tx = freezing.make_optimizer(base_tx, trainable)
+  regularizer = None
+  if any(config[f] for f in ("kernel_l2", "bias_l2", "kernel_l1", "bias_l1")):
+    regularizer = functools.partial(optimizers.regularization, config=config,
+                                    trainable_mask=trainable)
+  augment_options = augment.AugmentOptions.from_config(config.augment)
+  body_frozen = "body" in trainable and not any(
+      jax.tree.leaves(trainable["body"]))
+  feature_cache = bool(config.cache_features and config.task == "classifier"
+                       and body_frozen and not augment_options.any)
+  mean, std = data.normalization_constants(config, channels, pixel_stats)
+  setup = Setup(
+      model=model, task=task, tx=tx, schedule=schedule, trainable=trainable,
+      augment=augment_options, image_size=config.image_size,
+      channels=channels, mean=tuple(mean), std=tuple(std),
+      dtype=jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32,
+      batch_size=batch_size, steps_per_epoch=steps_per_epoch, mesh=mesh,
+      seed_parallelism=resolve_seed_parallelism(config.seed_parallelism),
+      feature_cache=feature_cache, regularizer=regularizer)
+  sum_names = tasks.zero_sums(task)
+  if regularizer is not None:
+    sum_names["regularization_sum"] = jnp.zeros((), jnp.float32)
+
+  def init_one(key, params, batch_stats):
+    variables = model.init(key, sample, train=False)
+    if params is None:
+      params = variables["params"]
+    if batch_stats is None:
+      batch_stats = variables.get("batch_stats", {})
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=batch_stats, opt_state=tx.init(params),
+                      metric_sums=dict(sum_names),
+                      nonfinite_step=jnp.full((), -1, jnp.int32))
+
+  def init_state(keys, params=None, batch_stats=None) -> TrainState:
+    return jax.vmap(init_one)(keys, params, batch_stats)
+
+  return setup, init_state
+
+
+def abstract_state(init_state, keys, setup: Setup):
+  """Shapes, dtypes and shardings of the stacked state, for restoring."""
+  shapes = jax.eval_shape(init_state, keys)
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=setup.replicated),
+      shapes)
+
+
+def seed_records(task, sums, prefix: str) -> list[dict[str, float]]:
+  """Per-seed summaries of stacked metric sums."""
+  sums = jax.tree.map(np.atleast_1d, sums)
+  count = len(sums["count"])
+  return [{f"{prefix}_{k}": v for k, v in task.summarize(
+      {name: value[i] for name, value in sums.items()}).items()}
+          for i in range(count)]

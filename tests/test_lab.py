@@ -1,0 +1,150 @@
+"""The lab's common ground on real CIFAR-10: a BatchNorm + dropout model with
+SGD and a step schedule trains, beats chance and resumes bit-identically
+after a kill; a study over two fields that are neither init nor freeze
+reports them as columns and plot axes; --mode=eval does not read the
+training split."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from benchmarks import kill_resume
+from conftest import needs_cifar10, run_cli, tiny_config
+from jaxtransfer import checkpoints, configlib, data, experiment, study, training
+from jaxtransfer.errors import UserError
+
+BN_ARGS = ("--config=configs/default.py:smoke", "--config.model=alexnet_bn",
+           "--config.image_size=32", "--config.optimizer=sgd",
+           "--config.lr_schedule=step", "--config.learning_rate=0.01",
+           "--config.lr_step_epochs=2", "--config.train_subset=1280",
+           "--config.val_subset=500", "--config.batch_size=32",
+           "--config.num_epochs=3", "--config.keep_checkpoints=1",
+           "--config.progress_bar=False", "--config.augment.hflip=True")
+
+
+def _batch_stats_bytes(workdir):
+  stats = checkpoints.load_batch_stats(str(workdir))
+  return [np.asarray(a).tobytes() for a in jax.tree.leaves(stats)]
+
+
+@pytest.fixture(scope="module")
+def bn_reference(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("bn") / "w"
+  result = kill_resume.finish(str(workdir), BN_ARGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+@needs_cifar10
+def test_alexnet_bn_sgd_step_schedule_trains_and_beats_chance(bn_reference):
+  records = [json.loads(l) for l in
+             (bn_reference / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in records] == [1, 2, 3]
+  # The step schedule: x0.1 after 2 epochs, logged per epoch.
+  assert [r["learning_rate"] for r in records] == pytest.approx([0.01, 0.01, 0.001])
+  assert records[-1]["val_accuracy"] > 0.2  # chance is 0.1
+  stats = checkpoints.load_batch_stats(str(bn_reference))
+  assert set(stats) == {"body", "head"} and "bn1" in stats["body"]
+  # The running statistics moved away from their initial values (0 / 1).
+  assert np.abs(np.asarray(stats["body"]["bn1"]["mean"])).max() > 1e-3
+
+
+@needs_cifar10
+def test_alexnet_bn_killed_run_resumes_bit_identical(bn_reference, tmp_path):
+  start = os.path.getmtime(bn_reference / "config.json")
+  duration = os.path.getmtime(bn_reference / "metrics.jsonl") - start
+  what = kill_resume.kill_once(str(tmp_path), max(duration * 0.7, 1.0), BN_ARGS)
+  assert what.startswith("killed"), what
+  result = kill_resume.finish(str(tmp_path), BN_ARGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert kill_resume.identical(kill_resume.outcome(str(tmp_path)),
+                               kill_resume.outcome(str(bn_reference)))
+  assert _batch_stats_bytes(tmp_path) == _batch_stats_bytes(bn_reference)
+
+
+@needs_cifar10
+def test_grid_study_over_two_other_fields_reports_them(tmp_path):
+  result = run_cli("--config=configs/grid.py:smoke,num_seeds=1",
+                   "--config.train_subset=320", "--config.val_subset=200",
+                   "--config.batch_size=32", "--config.num_epochs=1",
+                   "--config.progress_bar=False", f"--workdir={tmp_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  plan = json.loads((tmp_path / "study.json").read_text())
+  assert plan["axes"] == ["optimizer", "kernel_init"]
+  assert sorted(a["name"] for a in plan["arms"]) == sorted(
+      ["sgd-he_normal", "sgd-glorot_uniform", "adam-he_normal",
+       "adam-glorot_uniform"])
+  for arm in plan["arms"]:
+    config = json.loads((tmp_path / arm["name"] / "config.json").read_text())
+    assert config["optimizer"] == arm["values"]["optimizer"]
+    assert config["kernel_init"] == arm["values"]["kernel_init"]
+  report_text = (tmp_path / "report.md").read_text()
+  header = next(l for l in report_text.splitlines() if l.startswith("| arm |"))
+  assert "| optimizer | kernel_init |" in header
+  assert "| sgd-he_normal | sgd | he_normal |" in report_text
+  assert (tmp_path / "val_loss.png").stat().st_size > 10_000
+
+
+def test_grid_arms_names_and_bad_fields():
+  from configs import default
+  import ml_collections
+  config = default.get_config()
+  with config.unlocked():
+    config.study = ml_collections.ConfigDict()
+    config.study.grid = {"learning_rate": (0.1, 0.01), "augment": {"hflip": (False, True)}}
+  arms = study.plan_arms(config)
+  assert [a.name for a in arms] == [
+      "hflip=False-learning_rate=0.1", "hflip=False-learning_rate=0.01",
+      "hflip=True-learning_rate=0.1", "hflip=True-learning_rate=0.01"]
+  run = study.arm_config(config, arms[2], "/tmp/unused")
+  assert run.augment.hflip is True and run.learning_rate == 0.1
+  assert "study" not in run
+  with config.unlocked():
+    config.study = ml_collections.ConfigDict(
+        {"grid": (("lerning_rate", (0.1,)),)})
+  with pytest.raises(UserError, match="did you mean 'learning_rate'"):
+    study.arm_config(config, study.plan_arms(config)[0], "/tmp/unused")
+  # Explicit named arms (seed 001's cases are not a grid).
+  with config.unlocked():
+    config.study = ml_collections.ConfigDict({"arms": (
+        {"name": "case1", "freeze": "none"},
+        {"name": "case4", "freeze": "head", "learning_rate": 2.5e-4})})
+  arms = study.plan_arms(config)
+  assert [a.name for a in arms] == ["case1", "case4"]
+  assert study.arm_config(config, arms[1], "/tmp/unused").learning_rate == 2.5e-4
+
+
+@needs_cifar10
+def test_eval_does_not_read_the_training_split(tmp_path, monkeypatch):
+  config = tiny_config(num_epochs=1, normalization="dataset")
+  history = training.train_and_evaluate(config, str(tmp_path))
+  assert len(history[-1]["input_mean"]) == 3
+  real_load = data.load_dataset
+  calls = []
+
+  def guarded(cfg, **kwargs):
+    calls.append(kwargs)
+    assert kwargs.get("validation_only"), "eval asked for the training split"
+    return real_load(cfg, **kwargs)
+
+  monkeypatch.setattr(data, "load_dataset", guarded)
+  result = experiment.evaluate(config, str(tmp_path))[0]
+  assert calls
+  # The same numbers the loop logged, with the recorded dataset statistics.
+  assert result["val_loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-6)
+  assert result["val_accuracy"] == history[-1]["val_accuracy"]
+
+
+def test_a_run_from_before_the_new_fields_is_the_same_run():
+  """Old workdirs resume: a stored config without the lab's new fields (and
+  with the old mean/std) is not a different experiment."""
+  from configs import default
+  new = configlib.to_dict(default.get_config())
+  old = {k: v for k, v in new.items() if k not in configlib.LEGACY_DEFAULTS}
+  old.update(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+  assert configlib.identity_changes(old, new) == []
+  changed = dict(new, optimizer="sgd")
+  assert configlib.identity_changes(old, changed) == ["optimizer: 'adam' -> 'sgd'"]
