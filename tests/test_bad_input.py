@@ -86,6 +86,39 @@ def test_cli_bad_input_on_an_existing_run(workdir, name, args, needles):
   assert _snapshot(workdir) == before
 
 
+LAB_CASES = [
+    ("unknown model", ("--config.model=alexnt",),
+     ("config.model='alexnt' is not one of", "did you mean 'alexnet'")),
+    ("unknown optimizer", ("--config.optimizer=adma",),
+     ("config.optimizer='adma'", "did you mean 'adam'")),
+    ("schedule past the run", ("--config.lr_schedule=piecewise",
+                               "--config.lr_boundaries=(1,5)",
+                               "--config.lr_values=(0.1,0.01,0.001)"),
+     ("config.lr_boundaries", "num_epochs")),
+    ("lenet with imagenet", ("--config.model=lenet", "--config.image_size=28",
+                             "--config.init=imagenet",
+                             "--config.init_weights=/nowhere"),
+     ("config.init='imagenet'", "lenet")),
+    ("unknown dataset", ("--config.dataset=cifar1",),
+     ("config.dataset='cifar1'", "did you mean 'cifar10'")),
+    ("bad split", ("--config.train_split=trian[:10%]",),
+     ("config.train_split='trian[:10%]'",)),
+    ("missing class", ("--config.classes=('cat','dgo')",),
+     ("config.classes", "'dgo'", "did you mean 'dog'")),
+    ("bad fraction", ("--config.class_fraction={'bird': 1.5}",),
+     ("config.class_fraction.bird=1.5", "(0, 1]")),
+]
+
+
+@needs_cifar10
+@pytest.mark.parametrize("name, args, needles", LAB_CASES,
+                         ids=[c[0] for c in LAB_CASES])
+def test_cli_bad_lab_input_writes_nothing(tmp_path, name, args, needles):
+  result = run_cli(*TINY, *args, f"--workdir={tmp_path / 'w'}")
+  _assert_one_line_error(result, *needles)
+  assert not (tmp_path / "w").exists()
+
+
 def test_verbosity_shows_the_traceback(tmp_path):
   result = run_cli(*TINY, "--config.num_epochs=0", "--verbosity=1",
                    f"--workdir={tmp_path / 'w'}")
