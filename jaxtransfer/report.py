@@ -222,10 +222,18 @@ def _plot_reconstructions(npz_path: str, path: str) -> None:
   plt.close(fig)
 
 
+OPTIMIZER_FIELDS = ("optimizer", "framework", "learning_rate", "lr_schedule",
+                    "lr_values", "lr_boundaries", "momentum", "weight_decay")
+
+
 def _scale_line(config: dict | None, summary: dict | None,
-                records: list[dict] | None) -> str:
+                records: list[dict] | None, swept=()) -> str:
+  """The run's scale (data, size, epochs, seeds, optimizer), from the first
+  arm; fields the arms differ in are left to the table."""
   if not config:
     return ""
+  optimizer = ("optimizer per arm" if set(swept) & set(OPTIMIZER_FIELDS)
+               else _optimizer_line(config))
   train = (records[-1].get("train_examples") if records else None) or (
       config.get("train_subset") or "all")
   val = (records[-1].get("val_examples") if records else None) or (
@@ -234,7 +242,8 @@ def _scale_line(config: dict | None, summary: dict | None,
           f"images ({config.get('validation')}), {config.get('image_size')} px, "
           f"{summary['epochs'] if summary else '?'} epochs, "
           f"{summary['num_seeds'] if summary else '?'} seeds, batch "
-          f"{config.get('batch_size')}, {_optimizer_line(config)}")
+          f"{config.get('batch_size')}, {optimizer}"
+          + (f"; per arm: {', '.join(swept)}" if swept else ""))
 
 
 def _optimizer_line(config: dict) -> str:
@@ -269,7 +278,7 @@ def write_report(workdir: str) -> str:
 
   first = ran[0]["name"] if ran else None
   scale = _scale_line(configs.get(first), summaries.get(first),
-                      metrics.get(first)) if first else ""
+                      metrics.get(first), study["axes"]) if first else ""
   lines = ["# Study report", ""]
   if scale:
     lines += [f"Scale: {scale}.", ""]
