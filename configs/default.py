@@ -150,6 +150,12 @@ def get_config(arg=None):
   config.pretrain.learning_rate = 1e-3
   config.pretrain.batch_size = 128
 
+  # Evaluation (--mode=eval), settable when evaluating a finished run
+  # without making it another run: L-inf attacks in pixel space, e.g.
+  # ('fgsm:8/255', 'pgd:8/255:2/255:10') (jaxtransfer/attacks.py).
+  config.eval = ml_collections.ConfigDict()
+  config.eval.attacks = ()
+
   # Checkpoints: the latest `keep_checkpoints`, plus the best by val_loss.
   config.keep_checkpoints = 2
   # Progress: the loss on the progress bar is fetched every N steps.

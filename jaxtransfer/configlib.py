@@ -37,7 +37,7 @@ KERNEL_INITS = ("torch", "lecun_normal", "he_normal", "he_uniform",
 # the trajectory (more epochs extend it; where data lives is not what it is).
 RESUMABLE_FIELDS = frozenset({
     "num_epochs", "keep_checkpoints", "log_every_steps", "progress_bar",
-    "data_dir",
+    "data_dir", "eval",  # how a run is evaluated is not what it trained
 })
 
 # Fields added after runs already existed, with the value that reproduces
@@ -226,6 +226,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(isinstance(fraction, (int, float)) and 0.0 < fraction <= 1.0,
              f"class_fraction.{name}", fraction, "must be in (0, 1]")
   optimizers.validate(config)
+  from jaxtransfer import attacks
+  for attack in tuple(config.get("eval", {}).get("attacks", ())):
+    attacks.parse_attack(attack)
   _require(
       config.image_size >= spec.min_image_size, "image_size",
       config.image_size,

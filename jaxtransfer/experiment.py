@@ -19,6 +19,7 @@ from typing import Any
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 
 from jaxtransfer import (checkpoints, configlib, data, distributed,
                          initialization,
@@ -109,6 +110,22 @@ def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
   return path
 
 
+def _attack_accuracies(config, setup, variables, eval_set) -> dict[str, list]:
+  """config.eval.attacks -> {attack name: [accuracy per seed]} on the split
+  (the attacks' random starts are drawn from config.seed)."""
+  from jaxtransfer import attacks
+  found = {}
+  for text in tuple(config.get("eval", {}).get("attacks", ())):
+    attack = attacks.parse_attack(text)
+    evaluate = attacks.make_attack_evaluator(setup, attack)
+    sums = distributed.fetch(evaluate(
+        variables, eval_set.images, eval_set.labels, eval_set.weights,
+        jax.random.key(config.seed)))
+    found[attack.name] = [float(c) / max(float(n), 1.0) for c, n in zip(
+        np.atleast_1d(sums["correct"]), np.atleast_1d(sums["count"]))]
+  return found
+
+
 def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:
   """The config a run in `workdir` was started with (for --mode=eval)."""
   stored = workdir_lib.read_config(workdir)
@@ -186,6 +203,7 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
   for split_name, split in splits.items():
     eval_set = training.make_eval_set(split, config.eval_batch_size, setup)
     variables = training.model_variables(state)
+    images = eval_set.images  # uint8: what the attacks perturb
     if setup.feature_cache:  # as the training loop evaluated it
       eval_set.images = training.make_feature_extractor(setup)(
           variables, eval_set.images)
@@ -195,6 +213,11 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
         setup.task, sums, split_name)):
       result.update(summary)
       result[f"{split_name}_examples"] = len(split)
+    eval_set.images = images
+    for name, accuracies in _attack_accuracies(config, setup, variables,
+                                               eval_set).items():
+      for result, accuracy in zip(results, accuracies):
+        result.setdefault(f"{split_name}_attack_accuracy", {})[name] = accuracy
   if not distributed.is_primary():
     return results
   for result in results:

@@ -105,6 +105,8 @@ LAB_CASES = [
      ("config.train_split='trian[:10%]'",)),
     ("missing class", ("--config.classes=('cat','dgo')",),
      ("config.classes", "'dgo'", "did you mean 'dog'")),
+    ("bad attack", ("--config.eval.attacks=('pgd:8/255',)",),
+     ("attack 'pgd:8/255' does not parse",)),
     ("bad fraction", ("--config.class_fraction={'bird': 1.5}",),
      ("config.class_fraction.bird=1.5", "(0, 1]")),
 ]
