@@ -238,7 +238,14 @@ def _scale_line(config: dict | None, summary: dict | None,
       config.get("train_subset") or "all")
   val = (records[-1].get("val_examples") if records else None) or (
       config.get("val_subset") or "all")
-  return (f"{config.get('dataset')}: {train} training images, {val} validation "
+  classes = config.get("classes") or []
+  fractions = config.get("class_fraction") or {}
+  dataset = config.get("dataset") + (
+      f" classes {', '.join(map(str, classes))}" if classes else "") + (
+      " (training fractions " + ", ".join(
+          f"{k} {v:g}" for k, v in sorted(fractions.items())) + ")"
+      if fractions else "")
+  return (f"{dataset}: {train} training images, {val} validation "
           f"images ({config.get('validation')}), {config.get('image_size')} px, "
           f"{summary['epochs'] if summary else '?'} epochs, "
           f"{summary['num_seeds'] if summary else '?'} seeds, batch "

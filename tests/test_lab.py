@@ -148,3 +148,20 @@ def test_a_run_from_before_the_new_fields_is_the_same_run():
   assert configlib.identity_changes(old, new) == []
   changed = dict(new, optimizer="sgd")
   assert configlib.identity_changes(old, changed) == ["optimizer: 'adam' -> 'sgd'"]
+
+
+def test_report_scale_line_names_the_selected_classes_and_swept_fields():
+  from jaxtransfer import report
+  line = report._scale_line(
+      {"dataset": "cifar10", "classes": ["cat", "dog"],
+       "class_fraction": {"cat": 0.5}, "validation": "test", "image_size": 32,
+       "batch_size": 64, "optimizer": "sgd", "learning_rate": 0.01},
+      {"epochs": 2, "num_seeds": 1},
+      [{"train_examples": 100, "val_examples": 50}], ["optimizer"])
+  assert line.startswith("cifar10 classes cat, dog (training fractions cat 0.5)")
+  assert "optimizer per arm" in line and "SGD" not in line
+  plain = report._scale_line(
+      {"dataset": "cifar10", "validation": "test", "image_size": 32,
+       "batch_size": 64, "optimizer": "sgd", "learning_rate": 0.01},
+      {"epochs": 2, "num_seeds": 1}, None)
+  assert plain.endswith("batch 64, SGD lr 0.01")
