@@ -180,29 +180,32 @@ def find_run_dir(path: str) -> str:
   return path
 
 
-def load_params(path: str) -> tuple[dict[str, Any], int]:
-  """The parameters of the latest checkpoint of the run at `path`, on the host."""
-  run_dir = find_run_dir(path)
-  store = RunCheckpoints(run_dir, read_only=True)
-  step = store.latest_step()
-  if step is None:
-    raise UserError(f"{checkpoint_dir(run_dir)} holds no complete checkpoint")
-  raw = store.restore_raw_state(step)
-  store.close()
-  if "params" not in raw:
-    raise UserError(f"checkpoint {checkpoint_dir(run_dir)}/{step} has no params")
-  logging.info("Loaded parameters from %s step %d", run_dir, step)
-  return distributed.fetch(raw["params"]), step
-
-
-def load_batch_stats(path: str) -> dict[str, Any]:
-  """The BatchNorm statistics of the latest checkpoint of the run at `path`
-  ({} for a model without BatchNorm, or a run saved before they existed)."""
+def load_variables(path: str) -> tuple[dict[str, Any], dict[str, Any], int]:
+  """(params, batch_stats, step) of the latest checkpoint of the run at
+  `path`, on the host, from one read; batch_stats is {} for a model without
+  BatchNorm (or a run saved before they existed)."""
   run_dir = find_run_dir(path)
   store = RunCheckpoints(run_dir, read_only=True)
   try:
     step = store.latest_step()
-    raw = store.restore_raw_state(step) if step is not None else {}
+    if step is None:
+      raise UserError(f"{checkpoint_dir(run_dir)} holds no complete checkpoint")
+    raw = store.restore_raw_state(step)
   finally:
     store.close()
-  return distributed.fetch(raw.get("batch_stats") or {})
+  if "params" not in raw:
+    raise UserError(f"checkpoint {checkpoint_dir(run_dir)}/{step} has no params")
+  logging.info("Loaded parameters from %s step %d", run_dir, step)
+  return (distributed.fetch(raw["params"]),
+          distributed.fetch(raw.get("batch_stats") or {}), step)
+
+
+def load_params(path: str) -> tuple[dict[str, Any], int]:
+  """The parameters of the latest checkpoint of the run at `path`, on the host."""
+  params, _, step = load_variables(path)
+  return params, step
+
+
+def load_batch_stats(path: str) -> dict[str, Any]:
+  """The BatchNorm statistics of the latest checkpoint of the run at `path`."""
+  return load_variables(path)[1]

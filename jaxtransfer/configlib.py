@@ -189,6 +189,17 @@ def _one_of(config, field: str, choices) -> None:
         f"{hint}")
 
 
+def validate_data_fields(config) -> None:
+  """The data fields whose values need no dataset to be checked (also run by
+  data.load_dataset, which callers may use without `validate`)."""
+  _one_of(config, "validation", VALIDATION_SPLITS)
+  _one_of(config, "stored_resize", STORED_RESIZE)
+  _one_of(config, "normalization", NORMALIZATIONS)
+  for field in ("train_subset", "val_subset", "holdout_size", "stored_size"):
+    _require(config[field] >= 0, field, config[field],
+             "must be 0 (all) or a positive count")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises UserError naming the first field whose value cannot work."""
   # Imported here: models pulls in jax, which the config files do not need.
@@ -201,12 +212,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(config.init in spec.pretrained_inits, "init", config.init,
              f"does not apply to model {config.model!r} (it takes: random, "
              f"{', '.join(spec.pretrained_inits)})")
-  _one_of(config, "validation", VALIDATION_SPLITS)
+  validate_data_fields(config)
   _one_of(config, "compute_dtype", COMPUTE_DTYPES)
   _one_of(config, "kernel_init", KERNEL_INITS)
   _one_of(config, "seed_parallelism", SEED_PARALLELISM)
-  _one_of(config, "normalization", NORMALIZATIONS)
-  _one_of(config, "stored_resize", STORED_RESIZE)
   if config.trainable_rules is None:
     _one_of(config, "freeze", tuple(spec.freeze_presets))
   else:
@@ -214,9 +223,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ("num_epochs", "num_seeds", "batch_size", "eval_batch_size",
                 "keep_checkpoints", "log_every_steps", "head_hidden"):
     _require(config[field] >= 1, field, config[field], "must be at least 1")
-  for field in ("train_subset", "val_subset", "holdout_size", "stored_size"):
-    _require(config[field] >= 0, field, config[field],
-             "must be 0 (all) or a positive count")
   _require(config.dropout == -1.0 or 0.0 <= config.dropout < 1.0, "dropout",
            config.dropout, "must be in [0, 1), or -1 for the model's own rate")
   _require(config.bn_momentum == -1.0 or 0.0 <= config.bn_momentum < 1.0,
@@ -279,11 +285,12 @@ def _with_legacy(config_dict: dict[str, Any]) -> dict[str, Any]:
   return {**legacy, **config_dict}
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree, prefix: str = "") -> dict[str, Any]:
+  """A nested dict (or ConfigDict) -> {'dotted.field': value}."""
   flat = {}
   for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}."))
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      flat.update(flatten(value, f"{prefix}{key}."))
     else:
       flat[prefix + key] = value
   return flat
@@ -294,6 +301,6 @@ def identity_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   between two config dicts (to_dict's); empty if they are the same run.
   A field one of them lacks counts as its LEGACY_DEFAULTS / LEGACY_REMOVED
   value (a run from before the field existed)."""
-  old, new = (_flatten(identity(_with_legacy(c))) for c in (old, new))
+  old, new = (flatten(identity(_with_legacy(c))) for c in (old, new))
   return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
           for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]

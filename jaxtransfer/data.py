@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtransfer import dataset_spec
+from jaxtransfer import configlib, dataset_spec
 from jaxtransfer.dataset_spec import open_builder, resolve_data_dir  # noqa: F401
 from jaxtransfer.errors import UserError
 
@@ -211,7 +211,7 @@ def load_dataset(config, *, validation_only: bool = False,
   validation='holdout'): val_split is read as `Dataset.test`.
   """
   data_dir = resolve_data_dir(config)
-  dataset_spec.check_fields(config)
+  configlib.validate_data_fields(config)
   builder = open_builder(config.dataset, data_dir)
   with_test = with_test and config.validation == "holdout"
   spec = dataset_spec.check(config, builder, with_test)

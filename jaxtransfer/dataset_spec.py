@@ -111,19 +111,6 @@ def open_builder(name: str, data_dir: str | None):
 # ---------------------------------------------------------------------------
 # The config, checked against the dataset's metadata before anything is read.
 
-def check_fields(config) -> None:
-  """The data fields whose values need no dataset to be checked."""
-  for field, allowed in (("validation", ("test", "holdout")),
-                         ("stored_resize", ("crop", "stretch")),
-                         ("normalization", ("imagenet", "dataset", "none"))):
-    if config[field] not in allowed:
-      raise UserError(f"config.{field}={config[field]!r} is not one of "
-                      f"{', '.join(map(repr, allowed))}")
-  for field in ("stored_size", "train_subset", "val_subset", "holdout_size"):
-    if config[field] < 0:
-      raise UserError(f"config.{field}={config[field]}: must be >= 0")
-
-
 def _features(config, info) -> tuple[tuple, list[str]]:
   """(image shape, class names) of an image-classification dataset."""
   import tensorflow_datasets as tfds

@@ -95,8 +95,7 @@ def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
   val = data.load_dataset(config, validation_only=True).val
   model = models.make_model(config, num_classes=0)
   records = workdir_lib.read_metrics(run_dir)
-  stats = ((records[-1]["input_mean"], records[-1]["input_std"])
-           if records and "input_mean" in records[-1] else None)
+  stats = training.recorded_pixel_stats(records[-1] if records else None)
   mean, std = (np.asarray(v) for v in data.normalization_constants(
       config, 3, stats))  # the autoencoder is an AlexNet: RGB
   inputs = data.to_model_input(data.to_unit_float(val.images[:count]),
@@ -179,8 +178,7 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
                   if history else {})
     steps_per_epoch = max(
         logged.get("train_examples", config.batch_size) // config.batch_size, 1)
-    pixel_stats = ((tuple(logged["input_mean"]), tuple(logged["input_std"]))
-                   if "input_mean" in logged else None)
+    pixel_stats = training.recorded_pixel_stats(logged)
     if config.normalization == "dataset" and pixel_stats is None:
       raise UserError(f"checkpoint {step} in {workdir} does not record the "
                       "dataset normalisation it was trained with")

@@ -67,13 +67,6 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
   """
   if config.init == "random":
     return None
-  from jaxtransfer import models
-  spec = models.get_spec(config.model)
-  if config.init not in spec.pretrained_inits:
-    raise UserError(
-        f"config.init={config.init!r} does not apply to model "
-        f"{config.model!r} (it takes: random, "
-        f"{', '.join(spec.pretrained_inits)})")
   if config.init == "autoencoder":
     source = autoencoder_run_dir(config, workdir)
     if not os.path.exists(source):
@@ -107,12 +100,11 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
     if not config.init_weights:
       raise UserError("config.init='checkpoint' needs config.init_weights=the "
                       "workdir of a jaxtransfer classifier run")
-    params, step = checkpoints.load_params(config.init_weights)
+    params, stats, step = checkpoints.load_variables(config.init_weights)
     _require_body(params, config.init_weights, "a classifier run")
     loaded = {"body": params["body"]}
     if "head" in params:
       loaded["head"] = params["head"]
-    stats = checkpoints.load_batch_stats(config.init_weights)
     if stats:
       loaded["batch_stats"] = stats
     loaded = _from_run(loaded, config.num_seeds, config.init_weights)
@@ -164,14 +156,12 @@ def merge_pretrained(fresh_params: dict[str, Any], loaded: dict[str, Any],
                     + "; ".join(problems))
   merged = {**fresh_params, "body": _cast_like(loaded["body"], fresh_params["body"])}
   if "head" in loaded and "head" in fresh_params:
-    head, kept_fresh = dict(fresh_params["head"]), []
-    for module, arrays in fresh_params["head"].items():
-      found = loaded["head"].get(module)
-      if found is not None and not _mismatches(f"head/{module}", arrays, found):
-        head[module] = _cast_like(found, arrays)
-      else:
-        kept_fresh.append(module)
-    merged["head"] = head
+    fitting = _fitting_head_modules(fresh_params, loaded)
+    merged["head"] = {
+        module: (_cast_like(loaded["head"][module], arrays)
+                 if module in fitting else arrays)
+        for module, arrays in fresh_params["head"].items()}
+    kept_fresh = [m for m in fresh_params["head"] if m not in fitting]
     if kept_fresh:
       logging.info("Head modules %s not loaded from %s (missing or other "
                    "shapes): they start random", kept_fresh, source)
@@ -180,18 +170,28 @@ def merge_pretrained(fresh_params: dict[str, Any], loaded: dict[str, Any],
   return merged
 
 
+def _fitting_head_modules(fresh_params, loaded) -> set[str]:
+  """The head modules the source has with the fresh ones' shapes."""
+  source = loaded.get("head", {})
+  return {module for module, arrays in fresh_params.get("head", {}).items()
+          if module in source
+          and not _mismatches(f"head/{module}", arrays, source[module])}
+
+
 def merge_variables(fresh: dict[str, Any], loaded: dict[str, Any],
                     source: str) -> dict[str, Any]:
   """{'params', 'batch_stats'} of a fresh init with the pre-trained parts
   merged in: parameters as `merge_pretrained`; the BatchNorm statistics of
   every module whose parameters were loaded, when the source has them."""
   params = merge_pretrained(fresh["params"], loaded, source)
+  loaded_modules = {"body": set(fresh["params"]["body"]),
+                    "head": _fitting_head_modules(fresh["params"], loaded)}
   stats = fresh.get("batch_stats") or {}
   found = loaded.get("batch_stats") or {}
   if stats and found:
     stats = {part: {module: (_cast_like(found[part][module], arrays)
-                             if module in found.get(part, {}) and
-                             params[part][module] is not fresh["params"][part].get(module)
+                             if module in loaded_modules.get(part, ())
+                             and module in found.get(part, {})
                              and not _mismatches(f"{part}/{module}", arrays,
                                                  found[part][module])
                              else arrays)

@@ -73,17 +73,6 @@ def _study_get(config, field: str, default=None):
   return config.study[field] if field in config.study else default
 
 
-def _flat(tree, prefix: str = "") -> list[tuple[str, Any]]:
-  """Nested dict/ConfigDict of values -> [(dotted field, values)]."""
-  items = []
-  for key, value in tree.items():
-    if isinstance(value, (dict, ml_collections.ConfigDict)):
-      items.extend(_flat(value, f"{prefix}{key}."))
-    else:
-      items.append((prefix + key, value))
-  return items
-
-
 def grid_axes(config) -> list[tuple[str, tuple]]:
   """The swept fields of the grid, in order, each with its values."""
   axes = []
@@ -93,7 +82,8 @@ def grid_axes(config) -> list[tuple[str, tuple]]:
       axes.append((field, tuple(values)))
   grid = _study_get(config, "grid")
   if grid:
-    pairs = (_flat(grid) if isinstance(grid, (dict, ml_collections.ConfigDict))
+    pairs = (configlib.flatten(grid).items()
+             if isinstance(grid, (dict, ml_collections.ConfigDict))
              else [tuple(pair) for pair in grid])
     for field, values in pairs:
       if not isinstance(values, (tuple, list)) or not values:
@@ -263,8 +253,8 @@ def _plan(config, workdir: str):
         configlib.validate(run)
       except UserError as e:
         raise UserError(f"study arm {arm.name}: {e}") from None
-    values = {f: configlib.to_dict(run).get(f) if "." not in f else
-              _dotted(run, f) for f in fields}
+    run_dict = configlib.to_dict(run)  # JSON values, for study.json
+    values = {f: _dotted(run_dict, f) for f in fields}
     entry = {"name": arm.name, "values": values, "init": run.init,
              "freeze": run.freeze, "status": "skipped" if reason else "planned",
              "reason": reason}
@@ -275,6 +265,7 @@ def _plan(config, workdir: str):
 
 
 def _dotted(config, field: str):
+  """config['a']['b'] for 'a.b' (a dict or a ConfigDict)."""
   node = config
   for part in field.split("."):
     node = node[part]

@@ -182,6 +182,14 @@ def normalization_record(config, setup) -> dict[str, Any]:
           "input_std": [float(s) for s in setup.std]}
 
 
+def recorded_pixel_stats(record: dict[str, Any] | None):
+  """The (mean, std) a metrics record says the inputs were normalised with
+  (normalization_record), or None."""
+  if not record or "input_mean" not in record:
+    return None
+  return tuple(record["input_mean"]), tuple(record["input_std"])
+
+
 def memory_usage() -> dict[str, float]:
   """Peak host RSS of this process and, where the backend reports it, the
   peak device memory (MiB)."""

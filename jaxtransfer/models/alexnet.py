@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxtransfer.errors import UserError
-from jaxtransfer.models.common import (ModelSpec, _conv_out, _inits,
+from jaxtransfer.models.common import (BodyHead, ModelSpec, _conv_out, _inits,
                                        adaptive_avg_pool, check_frozen_norms,
                                        dropout_rate, max_pool_3x3_s2,
                                        smallest_image_size)
@@ -115,7 +115,7 @@ class ClassifierHead(nn.Module):
     return x.astype(jnp.float32)  # logits in float32 for a stable loss
 
 
-class Classifier(nn.Module):
+class Classifier(BodyHead):
   """'alexnet': the seed study's AlexNet body + 2304 -> 500 -> N head."""
   num_classes: int
   hidden: int = 500
@@ -128,16 +128,6 @@ class Classifier(nn.Module):
     self.body = AlexNetBody(self.kernel_init, self.dtype)
     self.head = ClassifierHead(self.num_classes, self.hidden,
                                self.kernel_init, self.dtype, self.dropout)
-
-  def __call__(self, x, train: bool = False):
-    return self.head(self.body(x), train)
-
-  def classify_features(self, features, train: bool = False):
-    """The head alone, on body features (for a frozen body's feature cache)."""
-    return self.head(features, train)
-
-  def features(self, x, train: bool = False):
-    return self.body(x, train)
 
 
 class TorchvisionHead(nn.Module):
@@ -161,7 +151,7 @@ class TorchvisionHead(nn.Module):
     return x.astype(jnp.float32)
 
 
-class AlexNetTorchvision(nn.Module):
+class AlexNetTorchvision(BodyHead):
   """'alexnet_torchvision': torchvision's whole AlexNet, dropout included.
 
   `features` is the body followed by the 6x6 adaptive average pool, so a
@@ -179,14 +169,8 @@ class AlexNetTorchvision(nn.Module):
     self.head = TorchvisionHead(self.num_classes, self.dropout,
                                 self.kernel_init, self.dtype)
 
-  def __call__(self, x, train: bool = False):
-    return self.classify_features(self.features(x, train), train)
-
   def features(self, x, train: bool = False):
     return adaptive_avg_pool(self.body(x, train), POOLED_SIZE)
-
-  def classify_features(self, features, train: bool = False):
-    return self.head(features, train)
 
 
 class Decoder(nn.Module):

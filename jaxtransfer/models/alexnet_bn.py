@@ -25,7 +25,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (ModelSpec, _inits, check_frozen_norms,
+from jaxtransfer.models.common import (BodyHead, ModelSpec, _inits,
+                                       check_frozen_norms,
                                        bn_momentum, dropout_rate, keras_batch_norm,
                                        same_out, small_map_conv,
                                        smallest_image_size)
@@ -112,7 +113,7 @@ class AlexNetBNHead(nn.Module):
     return norm(bn)(x).astype(jnp.float32)
 
 
-class AlexNetBN(nn.Module):
+class AlexNetBN(BodyHead):
   """The whole network; `features` is the body's [B, h, w, 256] output."""
   num_classes: int
   dropout: float = 0.4
@@ -127,15 +128,6 @@ class AlexNetBN(nn.Module):
                               self.bn_momentum)
     self.head = AlexNetBNHead(self.num_classes, self.dropout, self.kernel_init,
                               self.dtype, self.frozen_norms, self.bn_momentum)
-
-  def __call__(self, x, train: bool = False):
-    return self.head(self.body(x, train), train)
-
-  def features(self, x, train: bool = False):
-    return self.body(x, train)
-
-  def classify_features(self, features, train: bool = False):
-    return self.head(features, train)
 
 
 PRESETS = {

@@ -125,6 +125,24 @@ def adaptive_avg_pool(x: jax.Array, output_size: int) -> jax.Array:
   return jnp.stack(cols, axis=2)  # [B, out, out, C]
 
 
+class BodyHead(nn.Module):
+  """A classifier made of `self.body` and `self.head` (assigned in the
+  subclass's setup): the registry's interface, written once. A model whose
+  cacheable features are more than the body's output (a pooled body)
+  overrides `features`."""
+
+  def __call__(self, x, train: bool = False):
+    return self.classify_features(self.features(x, train), train)
+
+  def features(self, x, train: bool = False):
+    """What a frozen body's feature cache stores."""
+    return self.body(x, train)
+
+  def classify_features(self, features, train: bool = False):
+    """The head alone, on cached features."""
+    return self.head(features, train)
+
+
 def keras_batch_norm(name: str, path: str, train: bool,
                      frozen_norms: Iterable[str], dtype: Any,
                      momentum: float = 0.99) -> nn.BatchNorm:

@@ -16,7 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (ModelSpec, _conv_out, _inits,
+from jaxtransfer.models.common import (BodyHead, ModelSpec, _conv_out, _inits,
                                        check_frozen_norms, dropout_rate,
                                        smallest_image_size)
 
@@ -71,7 +71,7 @@ class LeNetHead(nn.Module):
     return x.astype(jnp.float32)
 
 
-class LeNet(nn.Module):
+class LeNet(BodyHead):
   num_classes: int
   dropout: float = 0.0
   kernel_init: str = "torch"
@@ -82,15 +82,6 @@ class LeNet(nn.Module):
     self.body = LeNetBody(self.kernel_init, self.dtype)
     self.head = LeNetHead(self.num_classes, self.dropout, self.kernel_init,
                           self.dtype)
-
-  def __call__(self, x, train: bool = False):
-    return self.head(self.body(x, train), train)
-
-  def features(self, x, train: bool = False):
-    return self.body(x, train)
-
-  def classify_features(self, features, train: bool = False):
-    return self.head(features, train)
 
 
 PRESETS = {
