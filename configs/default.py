@@ -74,6 +74,18 @@ def get_config(arg=None):
   config.augment.rotate = False
   config.augment.rotation_degrees = (10.0, 20.0)  # |angle| ~ U(low, high)
   config.augment.rotation_both_directions = True  # random sign on the angle
+  # Colour jitter as torchvision's ColorJitter (seed 003): brightness,
+  # contrast and saturation factors ~ U(1 - x, 1 + x), a hue shift ~ U(-x, x)
+  # of a full turn (x <= 0.5), in random order per image; 0 = off.
+  config.augment.brightness = 0.0
+  config.augment.contrast = 0.0
+  config.augment.saturation = 0.0
+  config.augment.hue = 0.0
+  # Adversarial training: every training batch is replaced by its attack
+  # on the current model, e.g. 'pgd:8/255:2/255:7' (Madry et al.) or
+  # 'fgsm_rs:8/255:10/255' (Wong et al., "Fast is better than free");
+  # '' = off. Same syntax as eval.attacks (jaxtransfer/attacks.py).
+  config.adversarial = ""
 
   # Model: a name from the registry (jaxtransfer/models): 'alexnet' (the
   # seed-000 AlexNet body + 2304->500->N head), 'alexnet_torchvision'
@@ -81,6 +93,11 @@ def get_config(arg=None):
   # with BatchNorm, 32 px), 'lenet' (seed 004's LeNet, 28 px, 1 channel).
   config.model = "alexnet"
   config.head_hidden = 500  # alexnet's head width
+  # The head of the torchvision zoo (alexnet_torchvision, vgg*, resnet50,
+  # densenet121): '' = the model's own (torchvision's classifier with N
+  # outputs), 'linear' = one Dense layer on the pooled body features (seed
+  # 003's "simple linear head").
+  config.head = ""
   config.dropout = -1.0  # -1: the model's own rate (alexnet_torchvision 0.5,
                          # alexnet_bn 0.4, others none)
   config.kernel_init = "torch"  # PyTorch's default init, as in the seed study
@@ -155,6 +172,17 @@ def get_config(arg=None):
   # ('fgsm:8/255', 'pgd:8/255:2/255:10') (jaxtransfer/attacks.py).
   config.eval = ml_collections.ConfigDict()
   config.eval.attacks = ()
+
+  # Active learning (seed 003; jaxtransfer/active.py): strategy '' = off;
+  # 'margin', 'entropy', 'least_confidence' or 'random'. The run starts from
+  # `initial` random training examples, then rounds of: train from the
+  # initialisation, score the rest of the training split (the pool), add the
+  # `query_size` most uncertain, until `budget` examples are labelled.
+  config.active = ml_collections.ConfigDict()
+  config.active.strategy = ""
+  config.active.initial = 750
+  config.active.query_size = 50
+  config.active.budget = 1000
 
   # Checkpoints: the latest `keep_checkpoints`, plus the best by val_loss.
   config.keep_checkpoints = 2

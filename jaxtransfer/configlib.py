@@ -40,8 +40,8 @@ RESUMABLE_FIELDS = frozenset({
     "data_dir", "eval",  # how a run is evaluated is not what it trained
 })
 
-# Fields added after runs already existed, with the value that reproduces
-# what those runs did: a stored config without such a field is the same run
+# Fields (dotted for nested ones) added after runs already existed, with the
+# value that reproduces what those runs did: a stored config without such a field is the same run
 # as a new config that has this value (so old workdirs still resume).
 LEGACY_DEFAULTS: dict[str, Any] = {
     "model": "alexnet", "dropout": -1.0, "bn_momentum": -1.0, "train_split": "train",
@@ -52,6 +52,10 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "kernel_l2": 0.0, "bias_l2": 0.0, "kernel_l1": 0.0, "bias_l1": 0.0,
     "lr_schedule": "constant", "lr_step_epochs": 10, "lr_step_factor": 0.1,
     "lr_boundaries": [], "lr_values": [], "warmup_epochs": 0,
+    "head": "", "adversarial": "", "augment.brightness": 0.0,
+    "augment.contrast": 0.0, "augment.saturation": 0.0, "augment.hue": 0.0,
+    "active.strategy": "", "active.initial": 750, "active.query_size": 50,
+    "active.budget": 1000,
 }
 # ... and fields those runs had that are gone, with the value that the new
 # fields above reproduce.
@@ -280,9 +284,10 @@ def identity(config_dict: dict[str, Any]) -> dict[str, Any]:
   return {k: v for k, v in config_dict.items() if k not in RESUMABLE_FIELDS}
 
 
-def _with_legacy(config_dict: dict[str, Any]) -> dict[str, Any]:
+def _with_legacy(flat: dict[str, Any]) -> dict[str, Any]:
+  """A flattened config dict with the legacy values of the fields it lacks."""
   legacy = {**LEGACY_DEFAULTS, **LEGACY_REMOVED}
-  return {**legacy, **config_dict}
+  return {**flatten(legacy), **flat}
 
 
 def flatten(tree, prefix: str = "") -> dict[str, Any]:
@@ -301,6 +306,6 @@ def identity_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   between two config dicts (to_dict's); empty if they are the same run.
   A field one of them lacks counts as its LEGACY_DEFAULTS / LEGACY_REMOVED
   value (a run from before the field existed)."""
-  old, new = (flatten(identity(_with_legacy(c))) for c in (old, new))
+  old, new = (_with_legacy(flatten(identity(c))) for c in (old, new))
   return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
           for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
