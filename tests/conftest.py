@@ -79,3 +79,31 @@ def tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
   accumulator.Reload()
   return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
           for tag in accumulator.Tags()["scalars"]}
+
+
+def import_torchvision():
+  """torchvision, for reference models and ops in the tests.
+
+  PyPI's Linux torchvision wheels are built against CUDA torch; beside the
+  CPU build of torch (these machines, CI) their compiled extension
+  (detection ops such as nms) cannot load, and `import torchvision` then
+  fails while registering fake kernels for those ops. The models and the
+  tensor transforms are pure Python on top of torch, so the tests skip that
+  registration (torchvision._meta_registrations) when the extension is
+  missing. With a matching torch/torchvision nothing is changed.
+  """
+  import importlib
+  import importlib.util
+  import types
+  import torch  # noqa: F401
+
+  try:
+    return importlib.import_module("torchvision")
+  except RuntimeError as e:
+    if "torchvision::" not in str(e):
+      raise
+  for name in [m for m in sys.modules if m.startswith("torchvision")]:
+    del sys.modules[name]
+  sys.modules["torchvision._meta_registrations"] = types.ModuleType(
+      "torchvision._meta_registrations")
+  return importlib.import_module("torchvision")
