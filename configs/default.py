@@ -51,6 +51,9 @@ def get_config(arg=None):
   config.stored_size = 0  # 0: keep the dataset's size
   config.stored_resize = "crop"
   config.train_subset = 0  # 0: all; N: the first N examples, class-balanced
+  # 0: all; N: N of those examples drawn at random (seeded by config.seed;
+  # seed 003's "random sample" of 1,000 labelled images)
+  config.train_sample = 0
   # 'test': validate on val_split (as the seed); 'holdout': on the last
   # holdout_size examples of train_split (val_split is then the test set
   # that --mode=eval also reports).

@@ -264,12 +264,19 @@ def _load(config, builder, spec: dataset_spec.Spec, validation_only: bool,
   chunk = _VARIABLE_CHUNK if None in spec.image_shape else _READ_CHUNK
 
   def read(split: str, indices: np.ndarray, subset: int, subset_field: str,
-           where: str, fractions: dict[int, float] | None = None) -> Split:
+           where: str, fractions: dict[int, float] | None = None,
+           sample: int = 0) -> Split:
     indices, labels = _choose(source(split, True), indices, spec.class_map,
                               subset, subset_field, where, bool(fractions))
     if fractions:
       indices = _keep_fractions(indices, labels, fractions, spec.class_map,
                                 config.seed)
+    if sample:
+      if sample > len(indices):
+        raise UserError(f"config.train_sample={sample}: more than the "
+                        f"{len(indices)} examples {where} has to draw from")
+      rng = np.random.default_rng([config.seed, 0x5A3B1E])
+      indices = np.sort(rng.choice(indices, sample, replace=False))
     if not len(indices):
       raise UserError(f"{where} has no examples of the selected classes")
     return _decode(source(split), indices, spec.class_map, spec.stored_shape,
@@ -298,7 +305,8 @@ def _load(config, builder, spec: dataset_spec.Spec, validation_only: bool,
                   np.zeros(0, np.int32))
   else:
     train = read(config.train_split, np.arange(cut), config.train_subset,
-                 "train_subset", train_where, spec.fractions)
+                 "train_subset", train_where, spec.fractions,
+                 config.get("train_sample", 0))
     if config.normalization == "dataset":
       pixel_stats = _pixel_stats(train.images)
   return Dataset(train, val, len(spec.class_names), spec.class_names,

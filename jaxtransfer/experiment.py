@@ -59,7 +59,11 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
 
 def train(config, workdir: str, *, fresh: bool = False) -> list[dict[str, Any]]:
   """--mode=train: for init='autoencoder' without ae_checkpoint, pre-train
-  the autoencoder in <workdir>/autoencoder first (its own resumable run)."""
+  the autoencoder in <workdir>/autoencoder first (its own resumable run).
+  With config.active.strategy set, an active-learning run (active.py)."""
+  from jaxtransfer import active
+  if active.enabled(config):
+    return active.run(config, workdir, fresh=fresh)
   configlib.validate(config)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)  # before any stage runs

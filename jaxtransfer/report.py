@@ -268,10 +268,15 @@ def _optimizer_line(config: dict) -> str:
 
 def write_report(workdir: str) -> str:
   """Writes report.md and the PNGs into `workdir`; returns report.md's path."""
+  from jaxtransfer import active
   workdir = os.path.abspath(workdir)
+  if (os.path.exists(os.path.join(workdir, active.ROUNDS_FILE))
+      and not os.path.exists(os.path.join(workdir, "study.json"))):
+    return active.write_report(workdir)  # one active-learning run
   study = load_study(workdir)
   arms = study["arms"]
   metrics, summaries, configs = {}, {}, {}
+  rounds, round_configs = [], []  # active-learning arms
   for arm in arms:
     arm_dir = os.path.join(workdir, arm["name"])
     records = workdir_lib.read_metrics(arm_dir)
@@ -279,9 +284,14 @@ def write_report(workdir: str) -> str:
       metrics[arm["name"]] = records
       summaries[arm["name"]] = summarize_arm(records)
       configs[arm["name"]] = workdir_lib.read_config(arm_dir)
+    elif active.read_rounds(arm_dir):
+      rounds += active.read_rounds(arm_dir)
+      round_configs.append(workdir_lib.read_config(arm_dir))
+      arm["active"] = True
   ran = [a for a in arms if a["name"] in metrics]
   skipped = [a for a in arms if a["status"] == "skipped"]
-  not_yet = [a for a in arms if a["status"] != "skipped" and a["name"] not in metrics]
+  not_yet = [a for a in arms if a["status"] != "skipped"
+             and a["name"] not in metrics and not a.get("active")]
 
   first = ran[0]["name"] if ran else None
   scale = _scale_line(configs.get(first), summaries.get(first),
@@ -289,12 +299,20 @@ def write_report(workdir: str) -> str:
   lines = ["# Study report", ""]
   if scale:
     lines += [f"Scale: {scale}.", ""]
-  lines += [f"Arms run: {len(ran)} of {len(arms)}."]
+  lines += [f"Arms run: {len(ran) + sum(1 for a in arms if a.get('active'))} "
+            f"of {len(arms)}."]
   for arm in skipped:
     lines.append(f"- skipped **{arm['name']}**: {arm['reason']}")
   for arm in not_yet:
     lines.append(f"- not run yet: **{arm['name']}**")
   axes = study["axes"]
+  if rounds:
+    al_scale = active.scale_line(round_configs[0], rounds)
+    lines += ["", f"Active learning: {al_scale}.", ""]
+    lines += active.report_lines(rounds, os.path.join(workdir, active.PLOT_FILE),
+                                 al_scale)
+  if not ran:
+    return write_lines(workdir, lines)
   lines += ["", "## Summary (mean ± std over seeds)", "",
             "| arm | " + "".join(f"{a} | " for a in axes) +
             "seeds | best val loss | epoch of best | "
@@ -354,6 +372,10 @@ def write_report(workdir: str) -> str:
                    f"{seed['best_epoch']} | {seed['final_val_loss']:.4f} | {accuracy} |")
     lines.append("")
 
+  return write_lines(workdir, lines)
+
+
+def write_lines(workdir: str, lines: list[str]) -> str:
   path = os.path.join(workdir, REPORT_FILE)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:

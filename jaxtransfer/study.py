@@ -42,7 +42,7 @@ from absl import logging
 import ml_collections
 import tqdm
 
-from jaxtransfer import (configlib, data, distributed, experiment,
+from jaxtransfer import (active, configlib, data, distributed, experiment,
                          initialization, report, training,
                          workdir as workdir_lib)
 from jaxtransfer.errors import UserError
@@ -54,7 +54,8 @@ STUDY_FIELDS = ("grid", "arms", "inits", "freezes", "colour_by", "panel_by")
 # Fields that change what data an arm reads: arms that agree on them share
 # one read of the data.
 DATA_FIELDS = ("dataset", "data_dir", "train_split", "val_split",
-               "stored_size", "stored_resize", "train_subset", "validation",
+               "stored_size", "stored_resize", "train_subset", "train_sample",
+               "validation",
                "holdout_size", "val_subset", "classes", "class_fraction",
                "normalization")
 
@@ -282,6 +283,9 @@ def run(config, workdir: str, *, fresh: bool = False) -> dict[str, Any]:
   runnable = [run for arm, run in runs if arm["status"] != "skipped"]
   if runnable:  # bad data fails before anything is written
     datasets.get(runnable[0])
+  for run_config in runnable:  # as does a labelling budget the pool lacks
+    if active.enabled(run_config):
+      active.validate(run_config, len(datasets.get(run_config).train))
   with workdir_lib.claim(workdir, config_dict, fresh):
     workdir_lib.record_config(workdir, config_dict)
     return _run(config, workdir, plan, runs, autoencoders, datasets)
@@ -297,8 +301,8 @@ class _DatasetCache:
   def _key(config) -> str:
     fields = configlib.to_dict(config)
     key = {f: fields.get(f) for f in DATA_FIELDS}
-    if key["class_fraction"]:
-      key["seed"] = fields["seed"]  # which examples a fraction keeps
+    if key["class_fraction"] or key["train_sample"]:
+      key["seed"] = fields["seed"]  # which examples a fraction/sample keeps
     return json.dumps(key, sort_keys=True)
 
   def get(self, config) -> data.Dataset:
@@ -314,7 +318,7 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
   if primary:
     workdir_lib.write_json_atomic(study_file, plan)
   runnable = [(arm, run) for arm, run in runs if arm["status"] != "skipped"]
-  total = sum(run.num_epochs for _, run in runnable) + sum(
+  total = sum(_arm_epochs(run) for _, run in runnable) + sum(
       ae.num_epochs for ae in autoencoders.values())
   progress = _StudyProgress(config.progress_bar and primary, total)
   try:
@@ -336,14 +340,19 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
       arm_dir = os.path.join(workdir, arm["name"])
       progress.advance(_epochs_done(run_config, arm_dir))
       started = time.perf_counter()
-      history = training.train_and_evaluate(
-          run_config, arm_dir, name=arm["name"],
-          dataset=datasets.get(run_config),
-          hooks=training.Hooks(label=f"  {arm['name']}", bar_position=1,
-                               on_epoch_end=lambda _: progress.advance(),
-                               verbose=False))
+      hooks = training.Hooks(label=f"  {arm['name']}", bar_position=1,
+                             on_epoch_end=lambda _: progress.advance(),
+                             verbose=False)
+      if active.enabled(run_config):
+        rounds = active.run(run_config, arm_dir,
+                            dataset=datasets.get(run_config), hooks=hooks)
+        finals = [r for r in rounds if r["round"] == rounds[-1]["round"]]
+      else:
+        history = training.train_and_evaluate(
+            run_config, arm_dir, name=arm["name"],
+            dataset=datasets.get(run_config), hooks=hooks)
+        finals = [r for r in history if r["epoch"] == history[-1]["epoch"]]
       arm["status"] = "done"
-      finals = [r for r in history if r["epoch"] == history[-1]["epoch"]]
       logging.info("%s done in %.0f s: final val_loss %s", label,
                    time.perf_counter() - started,
                    ", ".join(f"{r['val_loss']:.4f}" for r in finals))
@@ -356,7 +365,17 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
   return plan
 
 
+def _arm_epochs(config) -> int:
+  """Epochs an arm trains in all (an active-learning arm: every round of
+  every seed)."""
+  if active.enabled(config):
+    return config.num_epochs * config.num_seeds * len(active.round_sizes(config))
+  return config.num_epochs
+
+
 def _epochs_done(config, run_dir: str) -> int:
   """Epochs a run directory already holds (for the study's progress bar)."""
+  if active.enabled(config):
+    return len(active.read_rounds(run_dir)) * config.num_epochs
   records = workdir_lib.read_metrics(run_dir)
   return min(max((r["epoch"] for r in records), default=0), config.num_epochs)
