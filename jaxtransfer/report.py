@@ -110,11 +110,45 @@ def summarize_arm(records: list[dict]) -> dict[str, Any]:
           (column("final_val_accuracy").mean(), column("final_val_accuracy").std())
           if per_seed[0]["final_val_accuracy"] is not None else None),
       "seconds_per_epoch": float(np.median(epoch_seconds)) if epoch_seconds else None,
+      "final_train_accuracy": _mean_std([r.get("train_accuracy") for r in
+                                         (rs[-1] for rs in seeds.values())]),
+      # With a cached frozen body: its length and the seconds the body took
+      # per 1,000 images (train + validation, computed once).
+      "feature_length": records[-1].get("feature_length"),
+      "body_seconds_per_1000": (
+          1000 * records[-1]["feature_seconds"] / (
+              records[-1]["train_examples"] + records[-1]["val_examples"])
+          if "feature_seconds" in records[-1] else None),
       "compile_seconds": max(r.get("compile_seconds", 0.0) for r in records),
       "trainable_parameters": records[-1].get("trainable_parameters"),
       "epochs": max(r["epoch"] for r in records),
       "num_seeds": len(seeds),
   }
+
+
+def _attack_accuracies(workdir: str, arms) -> dict[str, dict[str, tuple]]:
+  """arm -> attack -> (mean, std) over seeds of the validation accuracy
+  under attack, from the arm's eval.json (--mode=eval with eval.attacks)."""
+  found = {}
+  for arm in arms:
+    path = os.path.join(workdir, arm["name"], workdir_lib.EVAL_FILE)
+    if not os.path.exists(path):
+      continue
+    results = _read_json(path)
+    results = results if isinstance(results, list) else [results]
+    by_attack: dict[str, list[float]] = {}
+    for result in results:
+      for name, value in result.get("val_attack_accuracy", {}).items():
+        by_attack.setdefault(name, []).append(value)
+    found[arm["name"]] = {name: (float(np.mean(v)), float(np.std(v)))
+                          for name, v in by_attack.items()}
+  return found
+
+
+def _mean_std(values):
+  if any(v is None for v in values):
+    return None
+  return float(np.mean(values)), float(np.std(values))
 
 
 def curves(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -313,21 +347,37 @@ def write_report(workdir: str) -> str:
                                  al_scale)
   if not ran:
     return write_lines(workdir, lines)
+  # Frozen-body arms (a backbone comparison): what the body gives and costs.
+  cached = any(summaries[a["name"]]["feature_length"] for a in ran)
+  attacked = _attack_accuracies(workdir, ran)
+  attacks_run = sorted({name for by in attacked.values() for name in by})
   lines += ["", "## Summary (mean ± std over seeds)", "",
             "| arm | " + "".join(f"{a} | " for a in axes) +
             "seeds | best val loss | epoch of best | "
-            "final val accuracy | s/epoch (all seeds) | compile s | params trained |",
-            "|---|" + "---|" * len(axes) + "---|---|---|---|---|---|---|"]
+            "final val accuracy | s/epoch (all seeds) | compile s | params trained |"
+            + (" final train accuracy | feature length | body s / 1,000 images |"
+               if cached else "")
+            + "".join(f" {name} accuracy |" for name in attacks_run),
+            "|---|" + "---|" * len(axes) + "---|---|---|---|---|---|---|"
+            + ("---|---|---|" if cached else "") + "---|" * len(attacks_run)]
   for arm in ran:
     s = summaries[arm["name"]]
     seconds = f"{s['seconds_per_epoch']:.1f}" if s["seconds_per_epoch"] else "-"
+    extra = ""
+    if cached:
+      body = s["body_seconds_per_1000"]
+      extra = (f" {_pm(s['final_train_accuracy'])} | "
+               f"{format(s['feature_length'], ',') if s['feature_length'] else '-'} | "
+               f"{'-' if body is None else f'{body:.2f}'} |")
     lines.append(
         f"| {arm['name']} | " + "".join(
             f"{_cell(arm['values'].get(a))} | " for a in axes) +
         f"{s['num_seeds']} | "
         f"{_pm(s['best_val_loss'])} | {_pm(s['best_epoch'], 1)} | "
         f"{_pm(s['final_val_accuracy'])} | {seconds} | {s['compile_seconds']:.1f} | "
-        f"{s['trainable_parameters']:,} |")
+        f"{s['trainable_parameters']:,} |" + extra + "".join(
+            f" {_pm(attacked.get(arm['name'], {}).get(name))} |"
+            for name in attacks_run))
 
   plots = []
   colour_by, panel_by = plot_axes(study)

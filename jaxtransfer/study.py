@@ -352,6 +352,8 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
             run_config, arm_dir, name=arm["name"],
             dataset=datasets.get(run_config), hooks=hooks)
         finals = [r for r in history if r["epoch"] == history[-1]["epoch"]]
+        if tuple(run_config.eval.attacks):  # robustness, for the report
+          experiment.evaluate(run_config, arm_dir, "latest")
       arm["status"] = "done"
       logging.info("%s done in %.0f s: final val_loss %s", label,
                    time.perf_counter() - started,

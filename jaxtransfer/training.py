@@ -301,7 +301,7 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
       dataset.train.images.shape[1:], len(dataset.val))
   labels = distributed.put_replicated(dataset.train.labels, setup.replicated)
   eval_set = make_eval_set(dataset.val, config.eval_batch_size, setup)
-  feature_seconds = None
+  feature_seconds = feature_length = None
   if setup.feature_cache:
     # A frozen body and no augmentation: every epoch would recompute the same
     # features, so compute them once and train the head on them.
@@ -311,6 +311,7 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
     features = extract(model_variables(state), padded)
     examples = features.reshape(features.shape[0], -1,
                                 *features.shape[3:])[:, :len(dataset.train)]
+    feature_length = int(np.prod(features.shape[3:]))
     eval_set.images = extract(model_variables(state), eval_set.images)
     jax.block_until_ready((examples, eval_set.images))
     del padded, features
@@ -386,7 +387,8 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
         "epoch_seconds": round(epoch_seconds, 4),
         "eval_seconds": round(eval_seconds, 4),
         "compile_seconds": round(compile_seconds, 4),
-        **({"feature_seconds": round(feature_seconds, 4)}
+        **({"feature_seconds": round(feature_seconds, 4),
+            "feature_length": feature_length}
            if feature_seconds is not None else {}),
         "train_images_per_second": round(
             steps_run * config.batch_size * len(seeds) / epoch_seconds, 2),
