@@ -1,21 +1,32 @@
-"""torchvision AlexNet weights -> a Flax parameter tree (the ImageNet arm).
+"""torchvision weights -> a Flax parameter tree (the ImageNet arm).
 
-  jaxtransfer convert --torch_checkpoint=alexnet-owt-7be5be79.pth --out=DIR [--with_classifier]
+  jaxtransfer convert [--arch=alexnet] --torch_checkpoint=FILE --out=DIR [--with_classifier]
 
-Reads a torchvision AlexNet `state_dict` (`.pth` through
-`torch.load(weights_only=True)`, which unpickles tensors only, or
-`.safetensors`), checks every key and shape before converting anything, and
-writes an orbax checkpoint of
+`--arch` is one of ARCHS: 'alexnet' (for the models alexnet and
+alexnet_torchvision), 'vgg16', 'vgg13_bn', 'vgg19', 'vgg19_bn', 'resnet50',
+'densenet121' (the registry's models of those names). Reads a torchvision
+`state_dict` (`.pth` through `torch.load(weights_only=True)`, which unpickles
+tensors only, or `.safetensors`), checks every key and shape before
+converting anything, and writes an orbax checkpoint of
 
-  body/conv1..conv5/{kernel,bias}       from features.{0,3,6,8,10}: OIHW -> HWIO
-  classifier/fc6..fc8/{kernel,bias}     from classifier.{1,4,6} (--with_classifier):
-                                        Linear (out, in) -> Dense (in, out); fc6's
-                                        9216 inputs reordered from PyTorch's
-                                        (C, H, W) flatten to the NHWC (H, W, C) one
+  body/...                the model's body (config.model=arch; AlexNet:
+                          conv1..conv5 from features.{0,3,6,8,10})
+  batch_stats/body/...    BatchNorm running_mean/running_var as mean/var
+                          (the BatchNorm archs)
+  classifier/...          with --with_classifier: the model's config.head=''
+                          head, torchvision's classifier (fc8/fc/classifier
+                          with the file's class count, 1000 for ImageNet)
 
-plus `conversion.json` (source, SHA-256, shapes). `models.TorchvisionAlexNet`
-runs the converted tree. Only this module touches torch, and only when
-reading a `.pth`; training never imports it.
+plus `conversion.json` (arch, source, SHA-256, shapes). Conv weights go
+OIHW -> HWIO, Linear (out, in) -> Dense (in, out), BatchNorm weight/bias ->
+scale/bias; the Linear fed the flattened pooled map (AlexNet's and VGG's
+fc6) has its columns reordered from PyTorch's (C, H, W) flatten to NHWC's
+(H, W, C). `num_batches_tracked` is ignored. The expected torch keys and
+shapes (torch_layouts.layout) are derived from the Flax model's own
+parameter shapes through the model module's `torch_module` name map, so the
+two cannot drift apart.
+`models.TorchvisionAlexNet` runs a converted AlexNet tree. Only this module
+touches torch, and only when reading a `.pth`; training never imports it.
 """
 
 from __future__ import annotations
@@ -31,39 +42,36 @@ from absl import logging
 import numpy as np
 
 from jaxtransfer.errors import UserError
+# Re-exported: the architectures, their layouts, AlexNet's module names.
+from jaxtransfer.torch_layouts import (ALEXNET_FILE, ARCHS, BODY_LAYERS,  # noqa: F401
+                                       CLASSIFIER_LAYERS, TORCHVISION_BASE,
+                                       Arch, Entry, get_arch, key_name, layout,
+                                       norm_counters)
 
-TORCHVISION_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+TORCHVISION_URL = TORCHVISION_BASE + ALEXNET_FILE
 TORCHVISION_FILE = os.path.basename(TORCHVISION_URL)
 PARAMS_SUBDIR = "params"
 INFO_FILE = "conversion.json"
 CONVERT_COMMAND = (f"jaxtransfer convert --torch_checkpoint={TORCHVISION_FILE} "
                    "--out=DIR")
 
-# torch module -> Flax path, for the body and the ImageNet classifier.
-BODY_LAYERS = {"features.0": "conv1", "features.3": "conv2",
-               "features.6": "conv3", "features.8": "conv4",
-               "features.10": "conv5"}
-CLASSIFIER_LAYERS = {"classifier.1": "fc6", "classifier.4": "fc7",
-                     "classifier.6": "fc8"}
-# torchvision's shapes; fc8's output (the class count) may differ (None).
-EXPECTED_SHAPES = {
-    "features.0.weight": (64, 3, 11, 11), "features.0.bias": (64,),
-    "features.3.weight": (192, 64, 5, 5), "features.3.bias": (192,),
-    "features.6.weight": (384, 192, 3, 3), "features.6.bias": (384,),
-    "features.8.weight": (256, 384, 3, 3), "features.8.bias": (256,),
-    "features.10.weight": (256, 256, 3, 3), "features.10.bias": (256,),
-    "classifier.1.weight": (4096, 9216), "classifier.1.bias": (4096,),
-    "classifier.4.weight": (4096, 4096), "classifier.4.bias": (4096,),
-    "classifier.6.weight": (None, 4096), "classifier.6.bias": (None,),
-}
-_POOLED = (256, 6, 6)  # (C, H, W) after torchvision's AdaptiveAvgPool2d(6)
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")  # torchvision's HASH_REGEX
+MAX_PROBLEMS = 10  # listed in an error; the rest are counted
 
 
-def _where_to_get_it() -> str:
-  return (f"torchvision's ImageNet AlexNet weights are {TORCHVISION_URL} "
-          "(torchvision.models.AlexNet_Weights.IMAGENET1K_V1); download it on "
-          "a machine with internet and pass its path")
+def convert_command(arch: str = "alexnet") -> str:
+  """The command that converts torchvision's `arch` file."""
+  if arch == "alexnet":
+    return CONVERT_COMMAND
+  return (f"jaxtransfer convert --arch={arch} "
+          f"--torch_checkpoint={ARCHS[arch].file} --out=DIR")
+
+
+def _where_to_get_it(arch: str = "alexnet") -> str:
+  spec = get_arch(arch)
+  return (f"torchvision's ImageNet {arch} weights are {spec.url} "
+          f"(torchvision.models.{spec.weights}); download it on a machine "
+          "with internet and pass its path")
 
 
 def sha256(path: str) -> str:
@@ -83,10 +91,10 @@ def check_name_hash(path: str, digest: str) -> bool | None:
   return digest.startswith(match.group(1))
 
 
-def read_state_dict(path: str) -> dict[str, np.ndarray]:
+def read_state_dict(path: str, arch: str = "alexnet") -> dict[str, np.ndarray]:
   """The arrays of a torch state_dict (.pth/.pt/.bin) or a .safetensors file."""
   if not os.path.isfile(path):
-    raise UserError(f"{path} does not exist: {_where_to_get_it()}")
+    raise UserError(f"{path} does not exist: {_where_to_get_it(arch)}")
   if path.endswith(".safetensors"):
     try:
       from safetensors.numpy import load_file
@@ -130,57 +138,106 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
   return arrays
 
 
-def check_layout(state_dict: Mapping[str, np.ndarray],
-                 with_classifier: bool) -> None:
-  """Raises listing every missing, unexpected or misshapen key; converts nothing."""
-  expected = {k: v for k, v in EXPECTED_SHAPES.items()
-              if with_classifier or k.startswith("features.")}
-  problems = []
-  for key, shape in expected.items():
-    if key not in state_dict:
-      problems.append(f"{key}: missing (expected {_shape_text(shape)})")
+def layout_problems(state_dict: Mapping[str, np.ndarray], arch: str,
+                    with_classifier: bool) -> list[str]:
+  """Every misshapen, unexpected and missing key of `state_dict` for `arch`
+  (the classifier's keys are required only with_classifier)."""
+  entries = layout(arch)
+  known = {e.torch_key: e for e in entries}
+  ignored = norm_counters(entries)
+  misshapen, unexpected, missing = [], [], []
+  for key, array in state_dict.items():
+    if key in ignored:
       continue
-    found = tuple(state_dict[key].shape)
-    if len(found) != len(shape) or any(
-        e is not None and e != f for e, f in zip(shape, found)):
-      problems.append(f"{key}: shape {found}, expected {_shape_text(shape)}")
-  unexpected = sorted(set(state_dict) - set(EXPECTED_SHAPES))
-  problems += [f"{key}: unexpected {tuple(state_dict[key].shape)}"
-               for key in unexpected]
-  if problems:
-    raise UserError(
-        "not a torchvision AlexNet state_dict (" + "; ".join(problems) +
-        f"); expected keys: {', '.join(expected)}. Nothing was converted")
+    if key not in known:
+      unexpected.append((key.endswith(".num_batches_tracked"),
+                         f"{key}: unexpected {tuple(np.shape(array))}"))
+      continue
+    expected, found = known[key].shape, tuple(np.shape(array))
+    if len(found) != len(expected) or any(
+        e is not None and e != f for e, f in zip(expected, found)):
+      misshapen.append(f"{key}: shape {found}, expected {_shape_text(expected)}")
+  for entry in entries:
+    if entry.torch_key not in state_dict and (
+        with_classifier or entry.tree != "classifier"):
+      missing.append(f"{entry.torch_key}: missing (expected "
+                     f"{_shape_text(entry.shape)})")
+  unexpected = [text for _, text in sorted(unexpected, key=lambda u: u[0])]
+  return _interleaved(misshapen, unexpected, missing)
+
+
+def _interleaved(*groups: list[str]) -> list[str]:
+  """The problems in turns from each group, so that the first few shown
+  include every kind."""
+  merged = []
+  for i in range(max(map(len, groups), default=0)):
+    merged += [group[i] for group in groups if i < len(group)]
+  return merged
+
+
+def _looks_like(state_dict, arch: str) -> str | None:
+  """The other architecture whose body `state_dict` fits, if any."""
+  for other, spec in ARCHS.items():
+    renamed = spec.remap_keys(state_dict) if spec.remap_keys else state_dict
+    if other != arch and not layout_problems(renamed, other, False):
+      return other
+  return None
+
+
+def check_layout(state_dict: Mapping[str, np.ndarray], with_classifier: bool,
+                 arch: str = "alexnet") -> None:
+  """Raises listing the missing, unexpected or misshapen keys (the first
+  MAX_PROBLEMS, and how many more); converts nothing."""
+  problems = layout_problems(state_dict, arch, with_classifier)
+  if not problems:
+    return
+  other = _looks_like(state_dict, arch)
+  hint = (f"; it is a torchvision {other} state_dict: convert it with "
+          f"--arch={other}" if other else "")
+  shown = "; ".join(problems[:MAX_PROBLEMS])
+  more = (f"; and {len(problems) - MAX_PROBLEMS} more"
+          if len(problems) > MAX_PROBLEMS else "")
+  raise UserError(
+      f"not a torchvision {arch} state_dict: it does not match --arch={arch} "
+      f"({len(problems)} problems: {shown}{more}){hint}. Nothing was converted")
 
 
 def _shape_text(shape) -> str:
-  return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+  """(64, 3, 3, 3), (64,); N for any size (the class count)."""
+  dims = ["N" if d is None else str(d) for d in shape]
+  return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
-def convert(state_dict: Mapping[str, np.ndarray],
-            with_classifier: bool = False) -> dict[str, Any]:
-  """The Flax parameter tree of a checked torchvision AlexNet state_dict."""
-  check_layout(state_dict, with_classifier)
-  params: dict[str, Any] = {"body": {}}
-  for torch_name, flax_name in BODY_LAYERS.items():
-    params["body"][flax_name] = {
-        "kernel": np.ascontiguousarray(
-            state_dict[f"{torch_name}.weight"].transpose(2, 3, 1, 0)),
-        "bias": np.asarray(state_dict[f"{torch_name}.bias"]),
-    }
-  if with_classifier:
-    params["classifier"] = {}
-    for torch_name, flax_name in CLASSIFIER_LAYERS.items():
-      weight = state_dict[f"{torch_name}.weight"]  # (out, in)
-      if flax_name == "fc6":
-        # Columns are PyTorch's flatten of (C, H, W); Flax flattens NHWC.
-        weight = weight.reshape(weight.shape[0], *_POOLED).transpose(0, 2, 3, 1)
-        weight = weight.reshape(weight.shape[0], -1)
-      params["classifier"][flax_name] = {
-          "kernel": np.ascontiguousarray(weight.T),
-          "bias": np.asarray(state_dict[f"{torch_name}.bias"]),
-      }
-  return params
+def _converted(entry: Entry, array: np.ndarray) -> np.ndarray:
+  if entry.kind == "conv":
+    return np.ascontiguousarray(array.transpose(2, 3, 1, 0))
+  if entry.kind == "flat_linear":
+    # Columns are PyTorch's flatten of (C, H, W); Flax flattens NHWC.
+    height, width, channels = entry.pooled
+    array = array.reshape(array.shape[0], channels, height, width)
+    array = array.transpose(0, 2, 3, 1).reshape(array.shape[0], -1)
+  if entry.kind in ("linear", "flat_linear"):
+    return np.ascontiguousarray(array.T)
+  return np.asarray(array, dtype=np.float32)
+
+
+def convert(state_dict: Mapping[str, np.ndarray], with_classifier: bool = False,
+            arch: str = "alexnet") -> dict[str, Any]:
+  """The Flax tree of a checked torchvision `arch` state_dict:
+  {'body', 'batch_stats' (BatchNorm archs), 'classifier' (with_classifier)}."""
+  spec = get_arch(arch)
+  if spec.remap_keys is not None:
+    state_dict = spec.remap_keys(state_dict)
+  check_layout(state_dict, with_classifier, arch)
+  tree: dict[str, Any] = {}
+  for entry in layout(arch):
+    if entry.tree == "classifier" and not with_classifier:
+      continue
+    node = tree.setdefault(entry.tree, {})
+    for name in entry.path[:-1]:
+      node = node.setdefault(name, {})
+    node[entry.path[-1]] = _converted(entry, state_dict[entry.torch_key])
+  return tree
 
 
 def write(out_dir: str, params: dict[str, Any], info: dict[str, Any]) -> str:
@@ -203,34 +260,55 @@ def write(out_dir: str, params: dict[str, Any], info: dict[str, Any]) -> str:
 
 
 def convert_file(torch_checkpoint: str, out_dir: str,
-                 with_classifier: bool = False) -> dict[str, Any]:
+                 with_classifier: bool = False,
+                 arch: str = "alexnet") -> dict[str, Any]:
   """`jaxtransfer convert`: read, check, convert, write. Returns the info."""
+  spec = get_arch(arch)
   digest = sha256(torch_checkpoint) if os.path.isfile(torch_checkpoint) else ""
-  state_dict = read_state_dict(torch_checkpoint)
+  state_dict = read_state_dict(torch_checkpoint, arch)
   name_ok = check_name_hash(torch_checkpoint, digest)
   if name_ok is False:
     raise UserError(
         f"{torch_checkpoint}: its SHA-256 starts {digest[:8]}, but its name "
         f"promises {_HASH_IN_NAME.search(os.path.basename(torch_checkpoint)).group(1)}"
         " (torchvision's check): the file is damaged or not the one its name "
-        f"says. Download it again: {TORCHVISION_URL}")
-  params = convert(state_dict, with_classifier)
+        f"says. Download it again: {spec.url}")
+  params = convert(state_dict, with_classifier, arch)
+  import jax
   info = {
+      "arch": arch,
       "source": os.path.abspath(torch_checkpoint),
       "sha256": digest,
       "sha256_matches_name": name_ok,
       "with_classifier": with_classifier,
       "converted": datetime.datetime.now().isoformat(timespec="seconds"),
-      "shapes": {f"{group}/{layer}/{name}": list(array.shape)
-                 for group, layers in params.items()
-                 for layer, arrays in layers.items()
-                 for name, array in arrays.items()},
+      "shapes": {"/".join(key_name(k) for k in path): list(np.shape(array))
+                 for path, array in
+                 jax.tree_util.tree_flatten_with_path(params)[0]},
   }
   write(out_dir, params, info)
-  logging.info("Converted %s (%s) to %s", torch_checkpoint,
+  logging.info("Converted %s %s (%s) to %s", arch, torch_checkpoint,
                "SHA-256 matches its name" if name_ok else
                "no hash in its name to check", out_dir)
   return info
+
+
+def load_info(directory: str) -> dict[str, Any]:
+  """conversion.json of a converted directory ({} if it has none)."""
+  path = os.path.join(os.path.abspath(os.path.expanduser(directory)), INFO_FILE)
+  if not os.path.isfile(path):
+    return {}
+  try:
+    with open(path) as f:
+      info = json.load(f)
+  except (OSError, ValueError) as e:
+    raise UserError(f"cannot read {path}: {e}") from e
+  return info if isinstance(info, dict) else {}
+
+
+def converted_arch(directory: str) -> str:
+  """The --arch a directory was converted with ('alexnet' before --arch)."""
+  return str(load_info(directory).get("arch", "alexnet"))
 
 
 def load_converted(directory: str) -> dict[str, Any]:

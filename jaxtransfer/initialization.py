@@ -5,7 +5,8 @@ Order of precedence, as big_vision's train loop: a checkpoint in the workdir
 pre-trained body, then random. Pre-trained weights replace the `body` subtree
 of freshly initialised parameters *by name*; each module of the head is
 loaded when the source has it with the same shapes (another run's head, or
-torchvision's classifier fc6/fc7 for `alexnet_torchvision`), and otherwise
+torchvision's classifier for `alexnet_torchvision` and the zoo with
+config.head='': fc6/fc7 of AlexNet and VGG), and otherwise
 stays random (the last layer of another class count). BatchNorm statistics
 come along with the modules they belong to. Every source is a parameter tree
 with the model's names, so a new source is one more entry in
@@ -61,9 +62,11 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
 
   Arrays have a leading axis of config.num_seeds (one copy per seed, or per
   seed from a run with as many seeds). The tree always has `body`; it has
-  `head` for init='checkpoint' (the source run's head) and for
-  `alexnet_torchvision` from ImageNet weights converted with
-  --with_classifier; and `batch_stats` when the source run has BatchNorm.
+  `head` for init='checkpoint' (the source run's head) and, from ImageNet
+  weights converted with --with_classifier, for `alexnet_torchvision` and
+  the torchvision zoo with config.head=''; and `batch_stats` when the source
+  has BatchNorm. ImageNet weights must be of the model's architecture
+  (conversion.json's arch; 'alexnet' when it has none).
   """
   if config.init == "random":
     return None
@@ -79,20 +82,35 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
     return ({"body": _from_run(params["body"], config.num_seeds, source)},
             f"autoencoder {source} step {step}")
   if config.init == "imagenet":
+    model = getattr(config, "model", "alexnet")
     if not config.init_weights:
       raise UserError(
           "config.init='imagenet' needs config.init_weights=DIR holding "
           f"converted torchvision weights; make DIR with: "
-          f"{conversion.CONVERT_COMMAND}")
+          f"{_convert_command(model)}")
+    if not os.path.isdir(os.path.join(os.path.expanduser(config.init_weights),
+                                      conversion.PARAMS_SUBDIR)):
+      raise UserError(
+          f"no converted weights in {config.init_weights} (expected "
+          f"{conversion.PARAMS_SUBDIR}/ written by: {_convert_command(model)})")
+    arch = conversion.converted_arch(config.init_weights)
+    known = conversion.ARCHS.get(arch)
+    if known is None or model not in known.initialises:
+      raise UserError(
+          f"{config.init_weights} holds torchvision {arch} weights, which do "
+          f"not fit config.model={model!r}; convert the {model} weights with: "
+          f"{_convert_command(model)}")
     params = conversion.load_converted(config.init_weights)
-    _require_body(params, config.init_weights, "converted AlexNet weights")
+    _require_body(params, config.init_weights, f"converted {arch} weights")
     loaded = {"body": params["body"]}
-    if config.model == "alexnet_torchvision":
+    if params.get("batch_stats"):
+      loaded["batch_stats"] = params["batch_stats"]
+    if model == known.model and config.get("head", "") == "":
       if "classifier" in params:  # converted --with_classifier
         loaded["head"] = params["classifier"]
       else:
         logging.info("%s has no classifier (convert with --with_classifier "
-                     "to load fc6/fc7): the head starts random",
+                     "to load it): the head starts random",
                      config.init_weights)
     return (_stack(loaded, config.num_seeds),
             f"ImageNet weights {config.init_weights}")
@@ -110,6 +128,13 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
     loaded = _from_run(loaded, config.num_seeds, config.init_weights)
     return loaded, f"checkpoint {config.init_weights} step {step}"
   raise UserError(f"config.init={config.init!r} is not supported")
+
+
+def _convert_command(model: str) -> str:
+  """The convert command for config.model's weights."""
+  arch = next((a.name for a in conversion.ARCHS.values()
+               if model in a.initialises), "alexnet")
+  return conversion.convert_command(arch)
 
 
 def _require_body(params, source: str, what: str) -> None:

@@ -5,6 +5,7 @@
   python -m jaxtransfer.main --mode=eval --workdir=DIR [--checkpoint=best]
   python -m jaxtransfer.main --config=configs/study.py:smoke --workdir=DIR
   jaxtransfer convert --torch_checkpoint=alexnet-owt-7be5be79.pth --out=DIR
+  jaxtransfer convert --arch=resnet50 --torch_checkpoint=resnet50-0676ba61.pth --out=DIR
   jaxtransfer report DIR
 
 `jaxtransfer` (the console script) is the same program. Mistakes in the input
@@ -41,13 +42,18 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", "latest", "--mode=eval: 'latest', 'best' (by val_loss) or a step.")
 _TORCH_CHECKPOINT = flags.DEFINE_string(
-    "torch_checkpoint", None, "convert: a torchvision AlexNet state_dict "
+    "torch_checkpoint", None, "convert: a torchvision state_dict of --arch "
     "(.pth, read with torch.load(weights_only=True), or .safetensors).")
+_ARCH = flags.DEFINE_string(
+    "arch", "alexnet", "convert: the torchvision architecture of "
+    "--torch_checkpoint: alexnet, vgg16, vgg13_bn, vgg19, vgg19_bn, "
+    "resnet50 or densenet121 (the config.model it initialises).")
 _OUT = flags.DEFINE_string("out", None, "convert: a new directory for the "
                            "converted Flax parameters (orbax).")
 _WITH_CLASSIFIER = flags.DEFINE_bool(
     "with_classifier", False, "convert: also convert the 1000-way ImageNet "
-    "classifier (fc6-fc8), not only the body.")
+    "classifier (AlexNet/VGG fc6-fc8, ResNet fc, DenseNet classifier), not "
+    "only the body.")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "Several processes: host:port of process 0 "
     "(launch.sh sets it; under SLURM it is found automatically).")
@@ -190,12 +196,13 @@ def _convert(positional: list[str]) -> None:
 
   if positional:
     raise UserError(f"convert takes flags only, got {positional}")
+  arch = conversion.get_arch(_ARCH.value).name  # a bad --arch fails first
   if not _TORCH_CHECKPOINT.value or not _OUT.value:
-    raise UserError("usage: jaxtransfer convert --torch_checkpoint=FILE "
-                    "--out=DIR [--with_classifier]")
+    raise UserError("usage: jaxtransfer convert [--arch=NAME] "
+                    "--torch_checkpoint=FILE --out=DIR [--with_classifier]")
   info = conversion.convert_file(_TORCH_CHECKPOINT.value, _OUT.value,
-                                 _WITH_CLASSIFIER.value)
-  print(f"Converted {info['source']} -> {os.path.abspath(_OUT.value)} "
+                                 _WITH_CLASSIFIER.value, arch=arch)
+  print(f"Converted {arch} {info['source']} -> {os.path.abspath(_OUT.value)} "
         f"({len(info['shapes'])} arrays; SHA-256 {info['sha256'][:12]}...)")
 
 

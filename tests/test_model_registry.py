@@ -19,6 +19,9 @@ NATURAL = {
     "alexnet_bn": (32, 3),
     "lenet": (28, 1),
 }
+# The torchvision zoo (tests/test_zoo.py covers each), registered after them.
+ZOO = {"vgg16": (32, 3), "vgg13_bn": (32, 3), "vgg19": (32, 3),
+       "vgg19_bn": (32, 3), "resnet50": (32, 3), "densenet121": (32, 3)}
 
 
 def _config(**overrides):
@@ -37,23 +40,28 @@ def _build(name, num_classes=7, **overrides):
   return model, model.init(jax.random.key(0), x), x
 
 
-def test_the_registry_holds_the_four_models_with_their_specs():
-  assert list(models.MODELS) == list(NATURAL)
+def test_the_registry_holds_the_four_models_and_the_zoo_with_their_specs():
+  assert list(models.MODELS) == list(NATURAL) + list(ZOO)
   for name, spec in models.MODELS.items():
     assert spec.name == name and spec.description
     assert models.get_spec(name) is spec
     assert "checkpoint" in spec.pretrained_inits
-    assert spec.input_channels == NATURAL[name][1]
-    assert spec.min_image_size <= NATURAL[name][0]
+    assert spec.input_channels == {**NATURAL, **ZOO}[name][1]
+    assert spec.min_image_size <= {**NATURAL, **ZOO}[name][0]
+    assert spec.heads == (("", "linear") if name in ZOO
+                          or name == "alexnet_torchvision" else ("",))
   assert models.MODELS["alexnet"].pretrained_inits == (
       "autoencoder", "imagenet", "checkpoint")
   assert models.MODELS["alexnet_torchvision"].pretrained_inits == (
       "imagenet", "checkpoint")
   assert {n: s.default_dropout for n, s in models.MODELS.items()} == {
       "alexnet": 0.0, "alexnet_torchvision": 0.5, "alexnet_bn": 0.4,
-      "lenet": 0.0}
+      "lenet": 0.0, "vgg16": 0.5, "vgg13_bn": 0.5, "vgg19": 0.5,
+      "vgg19_bn": 0.5, "resnet50": 0.0, "densenet121": 0.0}
   assert {n: s.min_image_size for n, s in models.MODELS.items()} == {
-      "alexnet": 63, "alexnet_torchvision": 63, "alexnet_bn": 1, "lenet": 10}
+      "alexnet": 63, "alexnet_torchvision": 63, "alexnet_bn": 1, "lenet": 10,
+      "vgg16": 32, "vgg13_bn": 32, "vgg19": 32, "vgg19_bn": 32,
+      "resnet50": 1, "densenet121": 29}
 
 
 def test_registering_another_model_under_a_taken_name_fails():
@@ -178,7 +186,7 @@ def test_unknown_model_names_the_known_ones_and_the_nearest():
   with pytest.raises(UserError, match="did you mean 'alexnet_bn'"):
     models.make_model(_config(model="alexnet-bn"), 10)
   with pytest.raises(UserError) as error:
-    models.get_spec("vgg16")
+    models.get_spec("inception_v3")
   assert "did you mean" not in str(error.value)
 
 

@@ -16,6 +16,18 @@ compute dtype is `dtype`; parameters stay float32.
   alexnet_torchvision  torchvision's whole AlexNet, dropout included
   alexnet_bn           seed 004's Keras AlexNet with BatchNorm, 32 px
   lenet                seed 004's Keras LeNet, 28x28x1
+  vgg16, vgg13_bn,     torchvision's VGGs (vgg.py)
+  vgg19, vgg19_bn
+  resnet50             torchvision's ResNet-50 (resnet.py)
+  densenet121          torchvision's DenseNet-121 (densenet.py)
+
+The torchvision models (alexnet_torchvision and the zoo below it) take
+config.head '' (torchvision's own classifier, N outputs) or 'linear' (one
+Dense layer on the pooled features); their parameter paths follow
+torchvision's module names, so `jaxtransfer convert --arch=NAME` maps a
+torchvision state_dict onto them (conversion.py). Their `features` are the
+pooled body output: [B, 6, 6, 256] (AlexNet), [B, 7, 7, 512] (VGG),
+[B, 2048] (ResNet-50), [B, 1024] (DenseNet-121).
 
 A new model is a module defining a ModelSpec, registered below.
 """
@@ -29,7 +41,7 @@ import flax.linen as nn
 import jax
 
 from jaxtransfer.errors import UserError
-from jaxtransfer.models import alexnet, alexnet_bn, lenet
+from jaxtransfer.models import alexnet, alexnet_bn, densenet, lenet, resnet, vgg
 from jaxtransfer.models.alexnet import (ALEXNET_FEATURES, BODY_CHANNELS,
                                         MIN_IMAGE_SIZE, AlexNetBody,
                                         AlexNetTorchvision, Autoencoder,
@@ -38,11 +50,15 @@ from jaxtransfer.models.alexnet import (ALEXNET_FEATURES, BODY_CHANNELS,
                                         TorchvisionHead, body_spatial_sizes,
                                         check_image_size, feature_dim)
 from jaxtransfer.models.alexnet_bn import AlexNetBN
-from jaxtransfer.models.common import (KERNEL_INITS, ModelSpec, Rules,
-                                       _conv_out, _inits, adaptive_avg_pool,
-                                       compute_dtype, dropout_rate,
+from jaxtransfer.models.common import (KERNEL_INITS, LinearHead, ModelSpec,
+                                       Rules, _conv_out, _inits,
+                                       adaptive_avg_pool, compute_dtype,
+                                       dropout_rate, head_choice,
                                        max_pool_3x3_s2)
+from jaxtransfer.models.densenet import DenseNet121
 from jaxtransfer.models.lenet import LeNet
+from jaxtransfer.models.resnet import ResNet50
+from jaxtransfer.models.vgg import VGG
 
 MODELS: dict[str, ModelSpec] = {}
 
@@ -57,7 +73,7 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 for _spec in (alexnet.ALEXNET_SPEC, alexnet.TORCHVISION_SPEC, alexnet_bn.SPEC,
-              lenet.SPEC):
+              lenet.SPEC, *vgg.SPECS, resnet.SPEC, densenet.SPEC):
   register(_spec)
 del _spec
 
@@ -71,6 +87,15 @@ def get_spec(name: str) -> ModelSpec:
   hint = f" (did you mean {near[0]!r}?)" if near else ""
   raise UserError(f"config.model={name!r} is not one of "
                   f"{', '.join(MODELS)}{hint}")
+
+
+def check_head(config, spec: ModelSpec) -> None:
+  """config.head must be one the model takes (spec.heads)."""
+  head = head_choice(config)
+  if head not in spec.heads:
+    accepted = ", ".join(repr(h) for h in spec.heads)
+    raise UserError(f"config.head={head!r} is not one model {spec.name!r} "
+                    f"takes ({accepted}; '' is the model's own head)")
 
 
 def make_model(config, num_classes: int,
@@ -94,6 +119,7 @@ def make_model(config, num_classes: int,
     raise UserError(
         f"config.image_size={config.image_size} is too small for "
         f"config.model={name!r}: it needs at least {spec.min_image_size} px")
+  check_head(config, spec)
   return spec.build(config, num_classes, dtype=dtype,
                     frozen_norms=tuple(frozen_norms))
 
@@ -128,10 +154,12 @@ def frozen_norm_paths(batch_stats, trainable) -> tuple[str, ...]:
 __all__ = [
     "ALEXNET_FEATURES", "AlexNetBN", "AlexNetBody", "AlexNetTorchvision",
     "Autoencoder", "BODY_CHANNELS", "Classifier", "ClassifierHead", "Decoder",
-    "ImageNetClassifier", "KERNEL_INITS", "LeNet", "MIN_IMAGE_SIZE", "MODELS",
-    "ModelSpec", "Rules", "TorchvisionAlexNet", "TorchvisionHead",
-    "adaptive_avg_pool", "body_spatial_sizes", "check_image_size",
-    "compute_dtype", "dropout_rate", "feature_dim", "frozen_norm_paths",
+    "DenseNet121", "ImageNetClassifier", "KERNEL_INITS", "LeNet",
+    "LinearHead", "MIN_IMAGE_SIZE", "MODELS", "ModelSpec", "ResNet50",
+    "Rules", "TorchvisionAlexNet", "TorchvisionHead", "VGG",
+    "adaptive_avg_pool", "body_spatial_sizes", "check_head",
+    "check_image_size", "compute_dtype", "dropout_rate", "feature_dim",
+    "frozen_norm_paths",
     "get_spec", "make_model", "max_pool_3x3_s2", "norm_module_paths",
     "register", "_conv_out", "_inits",
 ]

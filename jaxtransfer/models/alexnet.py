@@ -7,6 +7,8 @@ weight loading match on:
                                head/{fc1,fc2}/{kernel,bias}
   AlexNetTorchvision
     ('alexnet_torchvision'):   body/conv{1..5}/...  head/{fc6,fc7,fc8}/...
+                               (config.head='linear': head/fc/..., one Dense
+                               on the 6x6x256 = 9216 pooled features)
   Autoencoder:                 body/conv{1..5}/...  decoder/...
   TorchvisionAlexNet:          body/conv{1..5}/...  classifier/{fc6,fc7,fc8}/...
                                (the converter's layout, to check its output)
@@ -24,10 +26,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxtransfer.errors import UserError
-from jaxtransfer.models.common import (BodyHead, ModelSpec, _conv_out, _inits,
-                                       adaptive_avg_pool, check_frozen_norms,
-                                       dropout_rate, max_pool_3x3_s2,
-                                       smallest_image_size)
+from jaxtransfer.models.common import (BodyHead, LinearHead, ModelSpec,
+                                       _conv_out, _inits, adaptive_avg_pool,
+                                       check_frozen_norms, dropout_rate,
+                                       head_choice, linear_head_dropout,
+                                       max_pool_3x3_s2, smallest_image_size)
 
 # torchvision's AlexNet `features`: (name, features, kernel, stride, padding,
 # max-pool 3/2 after it?). Conv kernels are HWIO here, OIHW in PyTorch.
@@ -156,18 +159,25 @@ class AlexNetTorchvision(BodyHead):
 
   `features` is the body followed by the 6x6 adaptive average pool, so a
   frozen body's feature cache holds [B, 6, 6, 256] whatever the image size.
-  Same layers as TorchvisionAlexNet, with the classifier under `head`.
+  Same layers as TorchvisionAlexNet, with the classifier under `head`;
+  head_type='linear' replaces it by one Dense layer 'fc' (`dropout` is then
+  that head's rate).
   """
   num_classes: int
   dropout: float = 0.5
   kernel_init: str = "torch"
   dtype: Any = jnp.float32
   frozen_norms: tuple[str, ...] = ()  # no BatchNorm: always empty
+  head_type: str = ""  # config.head: '' or 'linear'
 
   def setup(self):
     self.body = AlexNetBody(self.kernel_init, self.dtype)
-    self.head = TorchvisionHead(self.num_classes, self.dropout,
-                                self.kernel_init, self.dtype)
+    if self.head_type == "linear":
+      self.head = LinearHead(self.num_classes, self.kernel_init, self.dtype,
+                             self.dropout)
+    else:
+      self.head = TorchvisionHead(self.num_classes, self.dropout,
+                                  self.kernel_init, self.dtype)
 
   def features(self, x, train: bool = False):
     return adaptive_avg_pool(self.body(x, train), POOLED_SIZE)
@@ -263,8 +273,9 @@ ALEXNET_PRESETS = {
 
 TORCHVISION_PRESETS = {
     **ALEXNET_PRESETS,
-    # Seed 001's case 4: feature extraction, only the last layer trains.
-    "last": (("head/fc8/.*", True), (".*", False)),
+    # Seed 001's case 4: feature extraction, only the last layer trains
+    # (fc8, or the linear head's fc).
+    "last": (("head/(fc8|fc)/.*", True), (".*", False)),
 }
 
 
@@ -279,10 +290,11 @@ def build_alexnet_torchvision(config, num_classes: int, *, dtype: Any,
                               frozen_norms: tuple[str, ...] = ()
                               ) -> AlexNetTorchvision:
   check_frozen_norms(frozen_norms, (), "alexnet_torchvision")
-  return AlexNetTorchvision(
-      num_classes,
-      dropout_rate(config, TORCHVISION_SPEC.default_dropout),
-      config.kernel_init, dtype)
+  head = head_choice(config)
+  rate = (linear_head_dropout(config) if head == "linear"
+          else dropout_rate(config, TORCHVISION_SPEC.default_dropout))
+  return AlexNetTorchvision(num_classes, rate, config.kernel_init, dtype,
+                            head_type=head)
 
 
 ALEXNET_SPEC = ModelSpec(
@@ -307,4 +319,5 @@ TORCHVISION_SPEC = ModelSpec(
     description=("torchvision's whole AlexNet: body, 6x6 adaptive average "
                  "pool, dropout + 4096 -> 4096 -> classes head"),
     pretrained_inits=("imagenet", "checkpoint"),
+    heads=("", "linear"),
 )

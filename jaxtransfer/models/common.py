@@ -34,6 +34,9 @@ class ModelSpec:
   default_dropout: float  # used when config.dropout < 0
   description: str  # one line, for docs and errors
   pretrained_inits: tuple[str, ...]  # config.init values besides 'random'
+  # config.head values the model takes: '' is its own head; 'linear' (the
+  # torchvision zoo) one Dense layer on the pooled body features.
+  heads: tuple[str, ...] = ("",)
 
 
 # ---------------------------------------------------------------------------
@@ -143,6 +146,36 @@ class BodyHead(nn.Module):
     return self.head(features, train)
 
 
+class LinearHead(nn.Module):
+  """config.head='linear' (seed 003's "simple linear head"): the pooled body
+  features flattened (NHWC order) -> one Dense layer named `layer` -> logits;
+  dropout before it only when config.dropout sets a rate."""
+  num_classes: int
+  kernel_init: str = "torch"
+  dtype: Any = jnp.float32
+  dropout: float = 0.0
+  layer: str = "fc"
+
+  @nn.compact
+  def __call__(self, features, train: bool = False):
+    x = features.reshape(features.shape[0], -1)
+    if self.dropout > 0:
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    x = nn.Dense(self.num_classes, dtype=self.dtype, name=self.layer,
+                 **_inits(self.kernel_init, x.shape[-1]))(x)
+    return x.astype(jnp.float32)
+
+
+def head_choice(config) -> str:
+  """config.head ('' in configs from before the field)."""
+  return str(getattr(config, "head", "") or "")
+
+
+def linear_head_dropout(config) -> float:
+  """The linear head's dropout: none unless config.dropout sets a rate."""
+  return dropout_rate(config, 0.0)
+
+
 def keras_batch_norm(name: str, path: str, train: bool,
                      frozen_norms: Iterable[str], dtype: Any,
                      momentum: float = 0.99) -> nn.BatchNorm:
@@ -153,6 +186,64 @@ def keras_batch_norm(name: str, path: str, train: bool,
   return nn.BatchNorm(
       use_running_average=(not train) or path in tuple(frozen_norms),
       momentum=momentum, epsilon=1e-3, dtype=dtype, name=name)
+
+
+def torch_batch_norm(name: str, path: str, train: bool,
+                     frozen_norms: Iterable[str], dtype: Any,
+                     momentum: float = 0.9) -> nn.BatchNorm:
+  """PyTorch's BatchNorm2d (momentum 0.1, i.e. flax's 0.9 weight of the old
+  statistics; epsilon 1e-5; scale 1, bias 0), to be called inside a compact
+  method; inference mode in evaluation and for `frozen_norms`, as
+  keras_batch_norm. (PyTorch's running variance averages the unbiased batch
+  variance, flax's the biased one: a factor n/(n-1) on what training adds.)"""
+  return nn.BatchNorm(
+      use_running_average=(not train) or path in tuple(frozen_norms),
+      momentum=momentum, epsilon=1e-5, dtype=dtype, name=name)
+
+
+def module_path(module: nn.Module, name: str) -> str:
+  """'body/layer1/0/bn1': the path of submodule `name` of a bound module
+  (what frozen_norms and freezing rules name)."""
+  return "/".join((*module.path, name))
+
+
+def torch_conv(x, features: int, kernel: int, stride: int = 1,
+               padding: int = 0, *, name: str, kernel_init: str, dtype: Any,
+               use_bias: bool = True) -> jax.Array:
+  """PyTorch's Conv2d(kernel, stride, padding) on NHWC, inside a compact
+  method (small maps as one matrix product on the CPU: small_map_conv)."""
+  inits = _inits(kernel_init, x.shape[-1] * kernel * kernel)
+  if not use_bias:
+    del inits["bias_init"]
+  return nn.Conv(features, (kernel, kernel), (stride, stride),
+                 padding=((padding, padding), (padding, padding)),
+                 use_bias=use_bias, dtype=dtype, name=name,
+                 conv_general_dilated=small_map_conv, **inits)(x)
+
+
+class TorchLayers(nn.Module):
+  """Base of the torchvision zoo's body modules: bias-free convolutions and
+  PyTorch BatchNorms sharing the module's options (pass them on to a child
+  with **self.options())."""
+  kernel_init: str = "torch"
+  dtype: Any = jnp.float32
+  frozen_norms: tuple[str, ...] = ()
+  bn_momentum: float = 0.9
+
+  def conv(self, x, features: int, kernel: int, stride: int, padding: int,
+           name: str):
+    return torch_conv(x, features, kernel, stride, padding, name=name,
+                      kernel_init=self.kernel_init, dtype=self.dtype,
+                      use_bias=False)
+
+  def norm(self, x, name: str, train: bool):
+    return torch_batch_norm(name, module_path(self, name), train,
+                            self.frozen_norms, self.dtype,
+                            self.bn_momentum)(x)
+
+  def options(self) -> dict[str, Any]:
+    return dict(kernel_init=self.kernel_init, dtype=self.dtype,
+                frozen_norms=self.frozen_norms, bn_momentum=self.bn_momentum)
 
 
 def bn_momentum(config, default: float) -> float:
