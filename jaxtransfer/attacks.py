@@ -28,6 +28,10 @@ that example alone (and the random start, drawn for the batch's shape), so
 whatever padding holds changes nothing. Gradients of a
 saturated softmax can underflow to zero, leaving such examples unperturbed
 (sign(0) = 0), as in every cross-entropy FGSM/PGD.
+
+The same attacks serve adversarial training (config.adversarial,
+`adversarial_inputs`): each training batch is replaced by its attack on the
+current model.
 """
 
 from __future__ import annotations
@@ -253,3 +257,62 @@ def make_attack_evaluator(setup, attack: Attack):
   return jax.jit(steps.over_seeds(
       functools.partial(evaluate_attack_batches, image_setup, attack),
       (0, None, None, None, None), setup.seed_parallelism))
+
+
+# ---------------------------------------------------------------------------
+# Adversarial training: what the train step runs when config.adversarial is
+# set (Madry et al. with 'pgd:...', Wong et al.'s fast training with
+# 'fgsm_rs:...').
+
+ATTACK_KEY = 2  # fold_in(step_key, 2): the attack's random start (1: dropout)
+
+
+def adversarial_batch(setup, attack: Attack, params, batch_stats,
+                      pixels: jax.Array, labels: jax.Array,
+                      key: jax.Array | None) -> jax.Array:
+  """The attack on float pixels [B, H, W, C] in [0, 1] (the augmented batch,
+  at the dataset's resolution) against the whole model -> the perturbed
+  pixels, within attack.eps and [0, 1], as constants (no gradient flows
+  through them or into `params`).
+
+  The model runs in inference mode while the attack is computed: BatchNorm
+  normalises with its running statistics and does not update them, dropout
+  is off (as TRADES/MART and most PyTorch robust-training code, which
+  switch to model.eval() to craft the examples). BatchNorm statistics are
+  thus updated only by the training forward pass on the perturbed batch,
+  once per step, from adversarial images alone. The price: a BatchNorm
+  model trained from scratch is attacked through running statistics that do
+  not yet describe the data for its first ~1 / (1 - bn_momentum) steps
+  (alexnet_bn at initialisation: PGD's batch did not raise the training-mode
+  loss). The gradient reaches the pixels through a frozen body too (never
+  the feature cache)."""
+  from jaxtransfer import data, steps  # steps imports this module
+  params, batch_stats = jax.lax.stop_gradient((params, batch_stats))
+  setup = dataclasses.replace(setup, feature_cache=False)
+
+  def logits_fn(x):
+    inputs = data.to_model_input(x, setup.image_size, setup.mean, setup.std,
+                                 setup.dtype, channels=setup.channels)
+    return steps.forward(setup, params, batch_stats, inputs)[0]
+
+  loss_and_logits = cross_entropy_loss_and_logits(logits_fn)
+  return jax.lax.stop_gradient(perturb(
+      attack, lambda x, y: loss_and_logits(x, y)[0], pixels, labels, key))
+
+
+def adversarial_inputs(setup, params, batch_stats, images: jax.Array,
+                       labels: jax.Array, step_key: jax.Array) -> jax.Array:
+  """The train step's model inputs under adversarial training: uint8 images
+  -> [0, 1] -> augmented with step_key (exactly as without the attack) ->
+  `adversarial_batch` with `setup.adversarial`, its random start from
+  fold_in(step_key, ATTACK_KEY) (a resumed run draws the same) -> resized,
+  channel-adapted and normalised. The step's loss, gradient and train metrics
+  are then those of the adversarial batch."""
+  from jaxtransfer import augment, data
+  pixels = augment.augment_batch(step_key, data.to_unit_float(images),
+                                 setup.augment)
+  pixels = adversarial_batch(setup, setup.adversarial, params, batch_stats,
+                             pixels, labels,
+                             jax.random.fold_in(step_key, ATTACK_KEY))
+  return data.to_model_input(pixels, setup.image_size, setup.mean, setup.std,
+                             setup.dtype, channels=setup.channels)

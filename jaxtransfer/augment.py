@@ -6,12 +6,33 @@ at 128 px and gives the same distribution of images. Every op is drawn per
 image from the step's PRNG key, so a step is a pure function of
 (key, images) and a resumed run sees the same augmentations.
 
-The ops are dm-pix's; the options are static (a disabled op is not compiled).
+Per image, in this order: colour jitter, then flips, then rotation.
+
+- Colour jitter is torchvision's ColorJitter (seed 003), with the semantics
+  of torchvision.transforms.functional on float images: brightness blends
+  with black (img * f), contrast with the mean of the image's grayscale,
+  saturation with the grayscale image, each clipped to [0, 1]; hue rotates
+  the hue in HSV by a fraction of a turn (`adjust_hue`: why not dm-pix's).
+  Grayscale is torchvision's 0.2989 R + 0.587 G + 0.114 B. The
+  factors are f ~ U(max(0, 1 - x), 1 + x) and the hue shift ~ U(-x, x); the
+  enabled ops run in a random order per image, as ColorJitter's randperm.
+  On 1-channel images saturation and hue do nothing (as torchvision).
+  Colour comes first, as in the seed's ColorJitter -> RandomRotation ->
+  RandomHorizontalFlip: the black corners that rotation fills in stay black
+  (contrast would otherwise move them and count them in its mean).
+- Flips, then rotation: the order this module had before colour jitter, kept
+  so that existing runs resume on the same trajectory. With the default
+  random sign of the angle, flip-then-rotate has the same distribution as the
+  seed's rotate-then-flip (hflip . rot(a) = rot(-a) . hflip).
+
+Flips and rotation are dm-pix's; the options are static (a disabled op is not
+compiled).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import dm_pix as pix
@@ -26,6 +47,12 @@ class AugmentOptions:
   rotate: bool = False
   rotation_degrees: tuple[float, float] = (10.0, 20.0)
   rotation_both_directions: bool = True
+  # Colour jitter (0 = off): brightness, contrast, saturation factors
+  # ~ U(max(0, 1 - x), 1 + x); hue shift ~ U(-x, x) turns, x <= 0.5.
+  brightness: float = 0.0
+  contrast: float = 0.0
+  saturation: float = 0.0
+  hue: float = 0.0
 
   @classmethod
   def from_config(cls, augment_config) -> "AugmentOptions":
@@ -34,11 +61,140 @@ class AugmentOptions:
         vflip=bool(augment_config.vflip),
         rotate=bool(augment_config.rotate),
         rotation_degrees=tuple(float(d) for d in augment_config.rotation_degrees),
-        rotation_both_directions=bool(augment_config.rotation_both_directions))
+        rotation_both_directions=bool(augment_config.rotation_both_directions),
+        # (configs from before colour jitter lack these fields)
+        **{name: float(augment_config.get(name, 0.0)) for name in COLOUR_OPS})
+
+  @property
+  def colour(self) -> bool:
+    return any(getattr(self, name) for name in COLOUR_OPS)
 
   @property
   def any(self) -> bool:
-    return self.hflip or self.vflip or self.rotate
+    return self.hflip or self.vflip or self.rotate or self.colour
+
+
+# ---------------------------------------------------------------------------
+# Colour jitter: torchvision.transforms.functional's ops on one [H, W, C]
+# float image in [0, 1] (C = 3, or 1 where saturation and hue do nothing).
+
+COLOUR_OPS = ("brightness", "contrast", "saturation", "hue")  # ColorJitter's ids
+TORCHVISION_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
+
+
+def _blend(image: jax.Array, other, factor) -> jax.Array:
+  """torchvision's _blend for float images."""
+  return jnp.clip(factor * image + (1.0 - factor) * other, 0.0, 1.0)
+
+
+def grayscale(image: jax.Array) -> jax.Array:
+  """[H, W, 3] -> [H, W, 1] as torchvision's rgb_to_grayscale; [H, W, 1] as is."""
+  if image.shape[-1] == 1:
+    return image
+  red, green, blue = (image[..., i] for i in range(3))
+  luma = (TORCHVISION_LUMA[0] * red + TORCHVISION_LUMA[1] * green
+          + TORCHVISION_LUMA[2] * blue)
+  return luma[..., None]
+
+
+def adjust_brightness(image: jax.Array, factor) -> jax.Array:
+  """Multiplicative (torchvision), not dm-pix's additive adjust_brightness."""
+  return _blend(image, 0.0, factor)
+
+
+def adjust_contrast(image: jax.Array, factor) -> jax.Array:
+  """Blend with the mean of the grayscale image (one scalar; dm-pix's
+  adjust_contrast uses each channel's mean and does not clip)."""
+  return _blend(image, jnp.mean(grayscale(image)), factor)
+
+
+def adjust_saturation(image: jax.Array, factor) -> jax.Array:
+  """Blend with the grayscale image (dm-pix scales HSV saturation instead)."""
+  if image.shape[-1] == 1:
+    return image
+  return _blend(image, grayscale(image), factor)
+
+
+def adjust_hue(image: jax.Array, shift) -> jax.Array:
+  """Hue + shift (a fraction of a turn, mod 1) in HSV, as torchvision's
+  _rgb2hsv -> shift -> _hsv2rgb (back through dm-pix's hsv_to_rgb)."""
+  if image.shape[-1] == 1:
+    return image
+  hue, saturation, value = rgb_to_hsv_planes(*(image[..., i] for i in range(3)))
+  return pix.hsv_to_rgb(jnp.stack([(hue + shift) % 1.0, saturation, value], -1))
+
+
+def rgb_to_hsv_planes(red, green, blue):
+  """torchvision's _rgb2hsv (hue in [0, 1), ties to red, then green), with
+  the hue's sector chosen by comparing the channels with each other.
+
+  dm-pix's rgb_to_hsv picks it by `max(r, g, b) == channel`: exact
+  equality between two computations of a value, which XLA may compute
+  differently (fused, contracted) and then no channel equals the maximum:
+  measured under jit(vmap) of the colour jitter, a few pixels per image got
+  the blue sector's hue, off by up to 0.5. Comparisons between the channels
+  always pick a (near-)maximal one, and the hue is continuous across ties."""
+  red_max = (red >= green) & (red >= blue)
+  green_max = ~red_max & (green >= blue)
+  value = jnp.where(red_max, red, jnp.where(green_max, green, blue))
+  range_ = value - jnp.minimum(jnp.minimum(red, green), blue)
+  safe_range = jnp.where(range_ > 0, range_, 1.0)
+  saturation = jnp.where(value > 0, range_ / jnp.where(value > 0, value, 1.0),
+                         0.0)
+  sector = jnp.where(red_max, (green - blue) / safe_range,
+                     jnp.where(green_max, 2.0 + (blue - red) / safe_range,
+                               4.0 + (red - green) / safe_range))
+  hue = jnp.where(range_ > 0, sector / 6.0, 0.0) % 1.0
+  return hue, saturation, value
+
+
+_COLOUR_FUNCTIONS = {"brightness": adjust_brightness,
+                     "contrast": adjust_contrast,
+                     "saturation": adjust_saturation, "hue": adjust_hue}
+
+
+def colour_range(name: str, amount: float) -> tuple[float, float]:
+  """ColorJitter's range of the factor (the shift, for hue)."""
+  if name == "hue":
+    return -amount, amount
+  return max(0.0, 1.0 - amount), 1.0 + amount
+
+
+def enabled_colour_ops(options: AugmentOptions) -> tuple[str, ...]:
+  return tuple(name for name in COLOUR_OPS if getattr(options, name))
+
+
+def sample_colour(key: jax.Array, options: AugmentOptions
+                  ) -> tuple[jax.Array, jax.Array]:
+  """(order, factors) for one image: factors[i] for COLOUR_OPS[i], each from
+  its own key (enabling another op changes no other factor), and order, a
+  random permutation of range(len(enabled_colour_ops(options)))."""
+  order_key, *op_keys = jax.random.split(key, 1 + len(COLOUR_OPS))
+  factors = []
+  for name, op_key in zip(COLOUR_OPS, op_keys):
+    low, high = colour_range(name, getattr(options, name))
+    factors.append(jax.random.uniform(op_key, (), minval=low, maxval=high))
+  order = jax.random.permutation(order_key, len(enabled_colour_ops(options)))
+  return order, jnp.stack(factors)
+
+
+def colour_jitter(key: jax.Array, image: jax.Array,
+                  options: AugmentOptions) -> jax.Array:
+  """ColorJitter on one image: the enabled ops, each with its own random
+  factor, in a random order: step k applies op order[k] (a `lax.switch`
+  over the enabled ops only; with one op, no switch)."""
+  order, factors = sample_colour(key, options)
+  branches = [functools.partial(_apply_colour_op, COLOUR_OPS.index(name))
+              for name in enabled_colour_ops(options)]
+  if len(branches) == 1:
+    return branches[0](image, factors)
+  for step in range(len(branches)):
+    image = jax.lax.switch(order[step], branches, image, factors)
+  return image
+
+
+def _apply_colour_op(index: int, image: jax.Array, factors: jax.Array):
+  return _COLOUR_FUNCTIONS[COLOUR_OPS[index]](image, factors[index])
 
 
 def rotate(image: jax.Array, degrees: jax.Array) -> jax.Array:
@@ -62,7 +218,10 @@ def sample_rotation(key: jax.Array, options: AugmentOptions) -> jax.Array:
 
 def augment_image(key: jax.Array, image: jax.Array,
                   options: AugmentOptions) -> jax.Array:
+  """Colour jitter, flips, rotation (module docstring), each from its key."""
   hflip_key, vflip_key, rotate_key = jax.random.split(key, 3)
+  if options.colour:  # (its own key: the others are those of earlier runs)
+    image = colour_jitter(jax.random.fold_in(key, 3), image, options)
   if options.hflip:
     image = pix.random_flip_left_right(hflip_key, image)
   if options.vflip:

@@ -52,7 +52,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "kernel_l2": 0.0, "bias_l2": 0.0, "kernel_l1": 0.0, "bias_l1": 0.0,
     "lr_schedule": "constant", "lr_step_epochs": 10, "lr_step_factor": 0.1,
     "lr_boundaries": [], "lr_values": [], "warmup_epochs": 0,
-    "head": "", "adversarial": "", "augment.brightness": 0.0,
+    "head": "", "adversarial": "", "train_sample": 0, "augment.brightness": 0.0,
     "augment.contrast": 0.0, "augment.saturation": 0.0, "augment.hue": 0.0,
     "active.strategy": "", "active.initial": 750, "active.query_size": 50,
     "active.budget": 1000,
@@ -199,7 +199,8 @@ def validate_data_fields(config) -> None:
   _one_of(config, "validation", VALIDATION_SPLITS)
   _one_of(config, "stored_resize", STORED_RESIZE)
   _one_of(config, "normalization", NORMALIZATIONS)
-  for field in ("train_subset", "val_subset", "holdout_size", "stored_size"):
+  for field in ("train_subset", "train_sample", "val_subset", "holdout_size",
+                "stored_size"):
     _require(config[field] >= 0, field, config[field],
              "must be 0 (all) or a positive count")
 
@@ -220,6 +221,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "compute_dtype", COMPUTE_DTYPES)
   _one_of(config, "kernel_init", KERNEL_INITS)
   _one_of(config, "seed_parallelism", SEED_PARALLELISM)
+  head = config.get("head", "")
+  _require(head in spec.heads, "head", head,
+           f"model {config.model!r} takes "
+           f"{' or '.join(repr(h) for h in spec.heads)} ('' is its own head)")
   if config.trainable_rules is None:
     _one_of(config, "freeze", tuple(spec.freeze_presets))
   else:
@@ -236,7 +241,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(isinstance(fraction, (int, float)) and 0.0 < fraction <= 1.0,
              f"class_fraction.{name}", fraction, "must be in (0, 1]")
   optimizers.validate(config)
-  from jaxtransfer import attacks
+  from jaxtransfer import active, attacks
+  if active.enabled(config):
+    active.validate(config)
   for attack in tuple(config.get("eval", {}).get("attacks", ())):
     attacks.parse_attack(attack)
   _require(
@@ -247,6 +254,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
   degrees = tuple(config.augment.rotation_degrees)
   _require(len(degrees) == 2 and degrees[0] <= degrees[1],
            "augment.rotation_degrees", degrees, "expected (low, high), low <= high")
+  for name in ("brightness", "contrast", "saturation", "hue"):
+    value = config.augment.get(name, 0.0)  # (older configs lack them)
+    if name == "hue":
+      _require(0.0 <= value <= 0.5, "augment.hue", value,
+               "must be in [0, 0.5] (0 = off): the hue shift ~ U(-x, x) of a "
+               "full turn")
+    else:
+      _require(0.0 <= value < float("inf"), f"augment.{name}", value,
+               "must be a finite number >= 0 (0 = off): the factor is drawn "
+               "from U(max(0, 1 - x), 1 + x)")
+  if config.get("adversarial", ""):
+    try:
+      attacks.parse_attack(config.adversarial)
+    except UserError as e:
+      problem = str(e)
+      own_prefix = f"attack {config.adversarial!r}"  # parse_attack's
+      if problem.startswith(own_prefix):
+        problem = problem[len(own_prefix):].lstrip(": ")
+      raise UserError(f"config.adversarial={config.adversarial!r}: {problem}"
+                      ) from None
   import jax
   devices = jax.device_count()
   for field in ("batch_size", "pretrain.batch_size"):

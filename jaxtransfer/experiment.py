@@ -54,6 +54,12 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
     ae[field] = 0.0
   for field in ("hflip", "vflip", "rotate"):
     ae.augment[field] = False
+  for field in ("brightness", "contrast", "saturation", "hue"):
+    if field in ae.augment:
+      ae.augment[field] = 0.0
+  ae.adversarial = ""
+  if "active" in ae:  # the pool's images, no labels, no rounds
+    ae.active.strategy = ""
   return ae
 
 

@@ -33,8 +33,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxtransfer import (augment, data, distributed, freezing, models,
-                         optimizers, tasks)
+from jaxtransfer import (attacks, augment, data, distributed, freezing,
+                         models, optimizers, tasks)
 from jaxtransfer.errors import UserError
 
 
@@ -95,6 +95,9 @@ class Setup:
   feature_cache: bool = False
   # Keras-style penalty on the weights (None: no regulariser configured).
   regularizer: Callable[[Any], jax.Array] | None = None
+  # config.adversarial parsed: each training batch is replaced by this
+  # attack on the current model (attacks.adversarial_inputs); None: off.
+  adversarial: attacks.Attack | None = None
 
   @property
   def replicated(self) -> NamedSharding:
@@ -159,7 +162,11 @@ def train_step(setup: Setup, state: TrainState, examples, labels, order,
   batch_labels = jax.lax.with_sharding_constraint(labels[indices],
                                                   setup.batch_sharded)
   step_key = jax.random.fold_in(augment_key, state.step)
-  inputs = _prepare_inputs(setup, batch_images, step_key)
+  if setup.adversarial is None:
+    inputs = _prepare_inputs(setup, batch_images, step_key)
+  else:  # the augmented batch's attack (its random start: fold_in(step_key, 2))
+    inputs = attacks.adversarial_inputs(setup, state.params, state.batch_stats,
+                                        batch_images, batch_labels, step_key)
   weights = jnp.ones(batch_labels.shape, jnp.float32)
 
   def loss_fn(params):
@@ -358,10 +365,16 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
     regularizer = functools.partial(optimizers.regularization, config=config,
                                     trainable_mask=trainable)
   augment_options = augment.AugmentOptions.from_config(config.augment)
+  # Adversarial training (classifiers only: the autoencoder ignores it)
+  # attacks the whole network from the pixels, so it needs the images.
+  adversarial = (attacks.parse_attack(config.adversarial)
+                 if config.get("adversarial", "") and
+                 config.task == "classifier" else None)
   body_frozen = "body" in trainable and not any(
       jax.tree.leaves(trainable["body"]))
   feature_cache = bool(config.cache_features and config.task == "classifier"
-                       and body_frozen and not augment_options.any)
+                       and body_frozen and not augment_options.any
+                       and adversarial is None)
   mean, std = data.normalization_constants(config, channels, pixel_stats)
   setup = Setup(
       model=model, task=task, tx=tx, schedule=schedule, trainable=trainable,
@@ -370,7 +383,8 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
       dtype=jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32,
       batch_size=batch_size, steps_per_epoch=steps_per_epoch, mesh=mesh,
       seed_parallelism=resolve_seed_parallelism(config.seed_parallelism),
-      feature_cache=feature_cache, regularizer=regularizer)
+      feature_cache=feature_cache, regularizer=regularizer,
+      adversarial=adversarial)
   sum_names = tasks.zero_sums(task)
   if regularizer is not None:
     sum_names["regularization_sum"] = jnp.zeros((), jnp.float32)
