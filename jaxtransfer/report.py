@@ -302,11 +302,11 @@ def _optimizer_line(config: dict) -> str:
 
 def write_report(workdir: str) -> str:
   """Writes report.md and the PNGs into `workdir`; returns report.md's path."""
-  from jaxtransfer import active
+  from jaxtransfer import active, active_report
   workdir = os.path.abspath(workdir)
   if (os.path.exists(os.path.join(workdir, active.ROUNDS_FILE))
       and not os.path.exists(os.path.join(workdir, "study.json"))):
-    return active.write_report(workdir)  # one active-learning run
+    return active_report.write_report(workdir)  # one active-learning run
   study = load_study(workdir)
   arms = study["arms"]
   metrics, summaries, configs = {}, {}, {}
@@ -341,10 +341,10 @@ def write_report(workdir: str) -> str:
     lines.append(f"- not run yet: **{arm['name']}**")
   axes = study["axes"]
   if rounds:
-    al_scale = active.scale_line(round_configs[0], rounds)
+    al_scale = active_report.scale_line(round_configs[0], rounds)
     lines += ["", f"Active learning: {al_scale}.", ""]
-    lines += active.report_lines(rounds, os.path.join(workdir, active.PLOT_FILE),
-                                 al_scale)
+    lines += active_report.report_lines(
+        rounds, os.path.join(workdir, active_report.PLOT_FILE), al_scale)
   if not ran:
     return write_lines(workdir, lines)
   # Frozen-body arms (a backbone comparison): what the body gives and costs.

@@ -7,14 +7,17 @@ the device is shared.
 
 Everything a training step does happens on the device: gather the batch by
 index from the device-resident uint8 images, augment, resize, adapt the
-channels, normalise, forward (dropout and BatchNorm in training mode),
+channels, normalise (with `config.adversarial`: replace the augmented batch
+by its attack on the current model), forward (dropout and BatchNorm in
+training mode),
 backward, the optimizer, and add the batch's loss/accuracy into running sums
 kept in the train state.
 
 Determinism: the data order of epoch e is a permutation drawn from
 fold_in(data_key, e); step s augments with fold_in(aug_key, s) and draws its
-dropout masks from fold_in(fold_in(aug_key, s), 1), all from the model's
-seed. A resumed run therefore continues the same trajectory, and seed k of a
+dropout masks from fold_in(fold_in(aug_key, s), 1) and, with adversarial
+training, the attack's random start from fold_in(fold_in(aug_key, s), 2),
+all from the model's seed. A resumed run therefore continues the same trajectory, and seed k of a
 vectorised run is the run of seed k alone.
 """
 

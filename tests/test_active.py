@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
-from jaxtransfer import active, configlib, data, steps, training
+from jaxtransfer import active, active_report, configlib, data, steps, training
 from jaxtransfer.errors import UserError
 
 
@@ -154,7 +154,7 @@ def test_chain_on_cifar10_writes_nested_rounds_and_resumes(tmp_path):
       for r, s in zip(records, resumed)]
   report = open(os.path.join(workdir, "report.md")).read()
   assert "| 60 |" in report and "margin" in report
-  assert os.path.getsize(os.path.join(workdir, active.PLOT_FILE)) > 1000
+  assert os.path.getsize(os.path.join(workdir, active_report.PLOT_FILE)) > 1000
 
 
 @pytest.mark.parametrize("overrides, message", [
