@@ -84,6 +84,32 @@ def get_config(arg=None):
   config.augment.contrast = 0.0
   config.augment.saturation = 0.0
   config.augment.hue = 0.0
+  # Seed 001's "synthetic data" (its pytorch_utils.py): each training image
+  # as 6 views: 0 as is; 1 centre crop, mirrored; 2-5 top-left, top-right,
+  # bottom-left, bottom-right crops with a random hue, brightness,
+  # saturation, contrast resp., each mirrored with p = 0.5. Crops are
+  # resized back to the stored size (bilinear); the other augmentations
+  # above then apply to the view.
+  config.augment.six_views = False
+  # Crop side / image side: the seed's `cut = 0.86` (its centre crop was
+  # CenterCrop(int(128 * 0.85)) of the raw image; here all five use this).
+  config.augment.six_views_crop = 0.86
+  # (low, high) of views 2-5's colour factor (hue: the shift, in turns),
+  # torchvision ColorJitter's (min, max) form; the seed's ColorJitter(hue=0.45),
+  # (brightness=0.3), (saturation=(0.4, 2)), (contrast=(0.5, 1.5)).
+  config.augment.six_views_hue = (-0.45, 0.45)
+  config.augment.six_views_brightness = (0.7, 1.3)
+  config.augment.six_views_saturation = (0.4, 2.0)
+  config.augment.six_views_contrast = (0.5, 1.5)
+  # True: an epoch is 6N examples, every (image, view) pair once, shuffled
+  # together (the seed's 6x dataset); False: N per epoch, a random view each.
+  config.augment.six_views_epoch = True
+  # torchvision's RandomResizedCrop, output at the stored size (before the
+  # resize to image_size): area fraction ~ U(rrc_scale), log aspect ratio
+  # (w / h) ~ U(log rrc_ratio), 10 tries, else the clamped centre crop.
+  config.augment.random_resized_crop = False
+  config.augment.rrc_scale = (0.08, 1.0)
+  config.augment.rrc_ratio = (3.0 / 4.0, 4.0 / 3.0)
   # Adversarial training: every training batch is replaced by its attack
   # on the current model, e.g. 'pgd:8/255:2/255:7' (Madry et al.) or
   # 'fgsm_rs:8/255:10/255' (Wong et al., "Fast is better than free");

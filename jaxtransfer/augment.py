@@ -6,7 +6,11 @@ at 128 px and gives the same distribution of images. Every op is drawn per
 image from the step's PRNG key, so a step is a pure function of
 (key, images) and a resumed run sees the same augmentations.
 
-Per image, in this order: colour jitter, then flips, then rotation.
+Per image, in this order: seed 001's view (`six_views`), random resized
+crop, colour jitter, flips, rotation. The view and the resized crop (both in
+views.py) come first: the view is what the seed's dataset held (its six
+copies of the training set), and torchvision pipelines crop first
+(RandomResizedCrop -> flip -> ColorJitter); the rest then augment the view.
 
 - Colour jitter is torchvision's ColorJitter (seed 003), with the semantics
   of torchvision.transforms.functional on float images: brightness blends
@@ -27,6 +31,12 @@ Per image, in this order: colour jitter, then flips, then rotation.
 
 Flips and rotation are dm-pix's; the options are static (a disabled op is not
 compiled).
+
+Keys: each image's key is split(step_key, B)[i]; flips and rotation use
+split(image_key, 3), colour jitter fold_in(image_key, 3), the view
+fold_in(image_key, 4), the resized crop fold_in(image_key, 5): turning an op
+on changes no other op's draws, and runs from before an op existed keep
+their keys.
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ import math
 import dm_pix as pix
 import jax
 import jax.numpy as jnp
+
+from jaxtransfer import views as views_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +65,20 @@ class AugmentOptions:
   contrast: float = 0.0
   saturation: float = 0.0
   hue: float = 0.0
+  # Seed 001's six views (views.py): crop side as a fraction of the image's,
+  # the (low, high) colour ranges of views 2-5, and whether an epoch holds
+  # every (image, view) pair (6N examples) or one random view per image.
+  six_views: bool = False
+  six_views_crop: float = 0.86
+  six_views_hue: tuple[float, float] = (-0.45, 0.45)
+  six_views_brightness: tuple[float, float] = (0.7, 1.3)
+  six_views_saturation: tuple[float, float] = (0.4, 2.0)
+  six_views_contrast: tuple[float, float] = (0.5, 1.5)
+  six_views_epoch: bool = True
+  # torchvision's RandomResizedCrop, at the image's own size.
+  random_resized_crop: bool = False
+  rrc_scale: tuple[float, float] = (0.08, 1.0)
+  rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3)
 
   @classmethod
   def from_config(cls, augment_config) -> "AugmentOptions":
@@ -63,15 +89,43 @@ class AugmentOptions:
         rotation_degrees=tuple(float(d) for d in augment_config.rotation_degrees),
         rotation_both_directions=bool(augment_config.rotation_both_directions),
         # (configs from before colour jitter lack these fields)
-        **{name: float(augment_config.get(name, 0.0)) for name in COLOUR_OPS})
+        **{name: float(augment_config.get(name, 0.0)) for name in COLOUR_OPS},
+        # (... and these, from before the six views and the resized crop)
+        **{field.name: _read(augment_config, field)
+           for field in dataclasses.fields(cls) if field.name in NEWER_FIELDS})
 
   @property
   def colour(self) -> bool:
     return any(getattr(self, name) for name in COLOUR_OPS)
 
   @property
+  def views_per_epoch(self) -> int:
+    """Examples per training image in an epoch: 6 with six_views_epoch."""
+    return views_lib.NUM_VIEWS if self.six_views and self.six_views_epoch else 1
+
+  @property
   def any(self) -> bool:
-    return self.hflip or self.vflip or self.rotate or self.colour
+    return (self.hflip or self.vflip or self.rotate or self.colour
+            or self.six_views or self.random_resized_crop)
+
+
+NEWER_FIELDS = ("six_views", "six_views_crop", "six_views_hue",
+                "six_views_brightness", "six_views_saturation",
+                "six_views_contrast", "six_views_epoch", "random_resized_crop",
+                "rrc_scale", "rrc_ratio")
+
+
+def _read(augment_config, field: dataclasses.Field):
+  value = augment_config.get(field.name, field.default)
+  if isinstance(field.default, tuple):
+    return tuple(float(x) for x in value)
+  return type(field.default)(value)
+
+
+def views_per_epoch(augment_config) -> int:
+  """AugmentOptions.views_per_epoch of a config's `augment` (old ones too):
+  the training examples of an epoch are this many times the images."""
+  return AugmentOptions.from_config(augment_config).views_per_epoch
 
 
 # ---------------------------------------------------------------------------
@@ -216,10 +270,20 @@ def sample_rotation(key: jax.Array, options: AugmentOptions) -> jax.Array:
   return angle
 
 
-def augment_image(key: jax.Array, image: jax.Array,
-                  options: AugmentOptions) -> jax.Array:
-  """Colour jitter, flips, rotation (module docstring), each from its key."""
+def augment_image(key: jax.Array, image: jax.Array, options: AugmentOptions,
+                  view=None) -> jax.Array:
+  """View, resized crop, colour jitter, flips, rotation (module docstring),
+  each from its key. `view` (0..5, with six_views): the view to take; None
+  draws one (six_views_epoch=False)."""
   hflip_key, vflip_key, rotate_key = jax.random.split(key, 3)
+  if options.six_views:
+    view_key = jax.random.fold_in(key, 4)
+    if view is None:
+      view = views_lib.sample_view(view_key)
+    image = views_lib.view(view_key, image, view, options)
+  if options.random_resized_crop:
+    image = views_lib.random_resized_crop(jax.random.fold_in(key, 5), image,
+                                          options.rrc_scale, options.rrc_ratio)
   if options.colour:  # (its own key: the others are those of earlier runs)
     image = colour_jitter(jax.random.fold_in(key, 3), image, options)
   if options.hflip:
@@ -231,10 +295,14 @@ def augment_image(key: jax.Array, image: jax.Array,
   return image
 
 
-def augment_batch(key: jax.Array, images: jax.Array,
-                  options: AugmentOptions) -> jax.Array:
-  """Augments each image of [B, H, W, C] with its own key; identity if none on."""
+def augment_batch(key: jax.Array, images: jax.Array, options: AugmentOptions,
+                  views=None) -> jax.Array:
+  """Augments each image of [B, H, W, C] with its own key; identity if none
+  on. `views` [B] (with six_views): each image's view; None: drawn."""
   if not options.any:
     return images
   keys = jax.random.split(key, images.shape[0])
-  return jax.vmap(lambda k, im: augment_image(k, im, options))(keys, images)
+  if views is None or not options.six_views:
+    return jax.vmap(lambda k, im: augment_image(k, im, options))(keys, images)
+  return jax.vmap(lambda k, im, v: augment_image(k, im, options, v))(
+      keys, images, views)

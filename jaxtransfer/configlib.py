@@ -54,6 +54,13 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "lr_boundaries": [], "lr_values": [], "warmup_epochs": 0,
     "head": "", "adversarial": "", "train_sample": 0, "augment.brightness": 0.0,
     "augment.contrast": 0.0, "augment.saturation": 0.0, "augment.hue": 0.0,
+    "augment.six_views": False, "augment.six_views_crop": 0.86,
+    "augment.six_views_hue": [-0.45, 0.45],
+    "augment.six_views_brightness": [0.7, 1.3],
+    "augment.six_views_saturation": [0.4, 2.0],
+    "augment.six_views_contrast": [0.5, 1.5], "augment.six_views_epoch": True,
+    "augment.random_resized_crop": False, "augment.rrc_scale": [0.08, 1.0],
+    "augment.rrc_ratio": [3.0 / 4.0, 4.0 / 3.0],
     "active.strategy": "", "active.initial": 750, "active.query_size": 50,
     "active.budget": 1000,
 }
@@ -264,6 +271,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       _require(0.0 <= value < float("inf"), f"augment.{name}", value,
                "must be a finite number >= 0 (0 = off): the factor is drawn "
                "from U(max(0, 1 - x), 1 + x)")
+  _validate_views_and_crop(config)
   if config.get("adversarial", ""):
     try:
       attacks.parse_attack(config.adversarial)
@@ -299,6 +307,46 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(config.pretrain.num_epochs >= 1 or bool(config.ae_checkpoint),
              "pretrain.num_epochs", config.pretrain.num_epochs,
              "must be at least 1 when no ae_checkpoint is given")
+
+
+def _pair(config, field: str, default, low_ok, ordered_ok, problem: str):
+  """config.augment.<field> as a (low, high) pair, checked."""
+  value = config.augment.get(field, default)
+  ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
+      isinstance(x, (int, float)) and abs(x) < float("inf") for x in value)
+  _require(ok and low_ok(value[0]) and ordered_ok(*value), f"augment.{field}",
+           tuple(value) if isinstance(value, list) else value, problem)
+
+
+def _validate_views_and_crop(config) -> None:
+  """Seed 001's six views and RandomResizedCrop (older configs lack them)."""
+  default_ranges = {name: LEGACY_DEFAULTS[f"augment.six_views_{name}"]
+                    for name in ("brightness", "contrast", "saturation", "hue")}
+  crop = config.augment.get("six_views_crop", 0.86)
+  _require(0.0 < crop <= 1.0, "augment.six_views_crop", crop,
+           "must be in (0, 1]: the crop's side as a fraction of the image's")
+  for name in ("brightness", "contrast", "saturation"):
+    _pair(config, f"six_views_{name}", default_ranges[name],
+          lambda lo: lo >= 0.0,
+          lambda lo, hi: lo <= hi,
+          "expected a factor range (low, high), 0 <= low <= high")
+  _pair(config, "six_views_hue", default_ranges["hue"], lambda lo: lo >= -0.5,
+        lambda lo, hi: lo <= hi <= 0.5,
+        "expected a hue shift range (low, high), -0.5 <= low <= high <= 0.5")
+  _pair(config, "rrc_scale", (0.08, 1.0), lambda lo: lo > 0.0,
+        lambda lo, hi: lo <= hi <= 1.0,
+        "expected an area fraction range (low, high), 0 < low <= high <= 1")
+  _pair(config, "rrc_ratio", (0.75, 4 / 3), lambda lo: lo > 0.0,
+        lambda lo, hi: lo <= hi,
+        "expected an aspect ratio range (low, high), 0 < low <= high")
+  if (config.augment.get("six_views", False)
+      and config.augment.get("six_views_epoch", True)
+      and config.get("adversarial", "") and config.task == "classifier"):
+    raise UserError(
+        "config.augment.six_views_epoch=True: not supported with "
+        f"config.adversarial={config.adversarial!r} (the attack's augmentation "
+        "does not see each example's view); set six_views_epoch=False for a "
+        "random view per image")
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:

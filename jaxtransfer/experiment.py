@@ -21,7 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxtransfer import (checkpoints, configlib, data, distributed,
+from jaxtransfer import (augment, checkpoints, configlib, data, distributed,
                          initialization,
                          training, workdir as workdir_lib)
 from jaxtransfer.errors import UserError
@@ -52,8 +52,9 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
   ae.weight_decay = 0.0
   for field in ("kernel_l2", "bias_l2", "kernel_l1", "bias_l1"):
     ae[field] = 0.0
-  for field in ("hflip", "vflip", "rotate"):
-    ae.augment[field] = False
+  for field in ("hflip", "vflip", "rotate", "six_views", "random_resized_crop"):
+    if field in ae.augment:
+      ae.augment[field] = False
   for field in ("brightness", "contrast", "saturation", "hue"):
     if field in ae.augment:
       ae.augment[field] = 0.0
@@ -187,7 +188,8 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
     logged = next((r for r in history if r.get("step") == step), history[-1]
                   if history else {})
     steps_per_epoch = max(
-        logged.get("train_examples", config.batch_size) // config.batch_size, 1)
+        logged.get("train_examples", config.batch_size)
+        * augment.views_per_epoch(config.augment) // config.batch_size, 1)
     pixel_stats = training.recorded_pixel_stats(logged)
     if config.normalization == "dataset" and pixel_stats is None:
       raise UserError(f"checkpoint {step} in {workdir} does not record the "

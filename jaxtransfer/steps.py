@@ -120,15 +120,16 @@ def make_mesh(batch_size: int, what: str = "batch_size") -> jax.sharding.Mesh:
   return jax.sharding.Mesh(np.asarray(devices), ("data",))
 
 
-def _prepare_inputs(setup: Setup, examples, key=None):
+def _prepare_inputs(setup: Setup, examples, key=None, views=None):
   """A batch of examples -> model input: uint8 images are scaled, augmented
-  (only when a key is given), resized, adapted to the model's channels and
-  normalised; cached body features are used as they are."""
+  (only when a key is given; `views`: seed 001's view of each), resized,
+  adapted to the model's channels and normalised; cached body features are
+  used as they are."""
   if setup.feature_cache:
     return examples
   images = data.to_unit_float(examples)
   if key is not None:
-    images = augment.augment_batch(key, images, setup.augment)
+    images = augment.augment_batch(key, images, setup.augment, views)
   return data.to_model_input(images, setup.image_size, setup.mean, setup.std,
                              setup.dtype, channels=setup.channels)
 
@@ -156,17 +157,19 @@ def train_step(setup: Setup, state: TrainState, examples, labels, order,
   """One optimizer step of one model on batch `state.step % steps_per_epoch`
   of its `order`. The loop runs it over stacked seeds (`make_train_step`).
   `examples` are the uint8 images (shared by the seeds) or, with the feature
-  cache, this model's body features."""
+  cache, this model's body features. With six views per epoch the order runs
+  over 6N: index i is view i % 6 of image i // 6."""
   position = state.step % setup.steps_per_epoch
   indices = jax.lax.dynamic_slice_in_dim(order, position * setup.batch_size,
                                          setup.batch_size)
+  indices, views = epoch_sources(indices, setup.augment.views_per_epoch)
   batch_images = jax.lax.with_sharding_constraint(examples[indices],
                                                   setup.batch_sharded)
   batch_labels = jax.lax.with_sharding_constraint(labels[indices],
                                                   setup.batch_sharded)
   step_key = jax.random.fold_in(augment_key, state.step)
   if setup.adversarial is None:
-    inputs = _prepare_inputs(setup, batch_images, step_key)
+    inputs = _prepare_inputs(setup, batch_images, step_key, views)
   else:  # the augmented batch's attack (its random start: fold_in(step_key, 2))
     inputs = attacks.adversarial_inputs(setup, state.params, state.batch_stats,
                                         batch_images, batch_labels, step_key)
@@ -302,6 +305,15 @@ def epoch_order(data_key, epoch, num_examples: int, length: int):
   """The example order of an epoch: a permutation, cut to whole batches."""
   return jax.random.permutation(jax.random.fold_in(data_key, epoch),
                                 num_examples)[:length]
+
+
+def epoch_sources(indices, views_per_epoch: int):
+  """Indices into an epoch's examples -> (image indices, views or None):
+  with V views per image (seed 001's six), example i is view i % V of image
+  i // V; with V = 1 the indices are the images'."""
+  if views_per_epoch == 1:
+    return indices, None
+  return indices // views_per_epoch, indices % views_per_epoch
 
 
 @dataclasses.dataclass

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 import tqdm
 
-from jaxtransfer import (checkpoints, configlib, data, distributed,
+from jaxtransfer import (augment, checkpoints, configlib, data, distributed,
                          freezing, initialization, optimizers, steps,
                          tensorboard_events, workdir as workdir_lib)
 from jaxtransfer.errors import UserError, brief
@@ -127,7 +127,9 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
         workdir_lib.sync_metrics(workdir, done)
       return done
   dataset = dataset or data.load_dataset(config)
-  steps_per_epoch = len(dataset.train) // config.batch_size
+  # (seed 001's six views per epoch: 6N examples, every (image, view) once)
+  steps_per_epoch = (len(dataset.train) * augment.views_per_epoch(
+      config.augment)) // config.batch_size
   if steps_per_epoch == 0:
     raise UserError(f"config.batch_size={config.batch_size} is larger than the "
                     f"{len(dataset.train)} training examples")
@@ -320,7 +322,8 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
         "%d images in %.1f s; the steps train the head on them", name,
         len(dataset.train), eval_set.size, feature_seconds)
   make_orders = jax.jit(
-      jax.vmap(functools.partial(epoch_order, num_examples=len(dataset.train),
+      jax.vmap(functools.partial(epoch_order, num_examples=len(dataset.train)
+                                 * setup.augment.views_per_epoch,
                                  length=steps_per_epoch * config.batch_size),
                in_axes=(0, None)),
       out_shardings=setup.replicated)
@@ -394,7 +397,9 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
             steps_run * config.batch_size * len(seeds) / epoch_seconds, 2),
         "trainable_parameters": trainable_count,
         "features_cached": setup.feature_cache,
-        "train_examples": len(dataset.train),
+        "train_examples": len(dataset.train),  # images, not views
+        **({"train_views_per_image": setup.augment.views_per_epoch}
+           if setup.augment.views_per_epoch > 1 else {}),
         "device_data_mb": round(dataset.nbytes / 2**20, 2),
         "val_examples": len(dataset.val),
         "num_seeds": len(seeds),
