@@ -147,6 +147,11 @@ def get_config(arg=None):
   config.init = "random"
   config.ae_checkpoint = ""
   config.init_weights = ""
+  # Regexes (full match, as trainable_rules) of parameter paths that keep
+  # their fresh random initialisation when weights are loaded from `init`,
+  # e.g. ('head/fc8/.*',) to retrain a classifier layer from scratch
+  # (big_vision's dont_load); BatchNorm statistics of those modules too.
+  config.reinit = ()
 
   # Freezing: a preset ('none', 'head' = only the head trains, 'head+conv5'),
   # or explicit ordered (regex, trainable) rules over parameter paths such as
@@ -212,6 +217,14 @@ def get_config(arg=None):
   config.active.initial = 750
   config.active.query_size = 50
   config.active.budget = 1000
+
+  # Staged runs (jaxtransfer/stages.py): an ordered tuple of dicts of field
+  # overrides, one run per stage in <workdir>/stage_<k>_<name>/, each
+  # starting from the previous stage's final weights, e.g.
+  # ({'name': 'extract', 'freeze': 'head', 'num_epochs': 10},
+  #  {'name': 'finetune', 'freeze': 'none', 'learning_rate': 1e-4,
+  #   'reinit': ('head/fc8/.*',)}); () = one ordinary run.
+  config.stages = ()
 
   # Checkpoints: the latest `keep_checkpoints`, plus the best by val_loss.
   config.keep_checkpoints = 2

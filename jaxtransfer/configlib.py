@@ -62,7 +62,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "augment.random_resized_crop": False, "augment.rrc_scale": [0.08, 1.0],
     "augment.rrc_ratio": [3.0 / 4.0, 4.0 / 3.0],
     "active.strategy": "", "active.initial": 750, "active.query_size": 50,
-    "active.budget": 1000,
+    "active.budget": 1000, "reinit": [], "stages": [],
 }
 # ... and fields those runs had that are gone, with the value that the new
 # fields above reproduce.
@@ -307,6 +307,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(config.pretrain.num_epochs >= 1 or bool(config.ae_checkpoint),
              "pretrain.num_epochs", config.pretrain.num_epochs,
              "must be at least 1 when no ae_checkpoint is given")
+  if tuple(config.get("reinit", ()) or ()):
+    from jaxtransfer import initialization
+    initialization.check_reinit(config, initialization.param_shapes(config))
+  if tuple(config.get("stages", ()) or ()):
+    from jaxtransfer import stages
+    stages.validate(config)
 
 
 def _pair(config, field: str, default, low_ok, ordered_ok, problem: str):

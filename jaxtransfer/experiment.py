@@ -43,6 +43,9 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
   ae.trainable_rules = None
   ae.num_seeds = 1  # one autoencoder, shared by every seed of the classifier
   ae.init_weights = ""
+  for field in ("reinit", "stages"):  # the classifier's (older configs lack them)
+    if field in ae:
+      ae[field] = ()
   ae.num_epochs = config.pretrain.num_epochs
   ae.learning_rate = config.pretrain.learning_rate
   ae.batch_size = config.pretrain.batch_size
@@ -68,9 +71,11 @@ def train(config, workdir: str, *, fresh: bool = False) -> list[dict[str, Any]]:
   """--mode=train: for init='autoencoder' without ae_checkpoint, pre-train
   the autoencoder in <workdir>/autoencoder first (its own resumable run).
   With config.active.strategy set, an active-learning run (active.py)."""
-  from jaxtransfer import active
+  from jaxtransfer import active, stages
   if active.enabled(config):
     return active.run(config, workdir, fresh=fresh)
+  if stages.enabled(config):
+    return stages.run(config, workdir, fresh=fresh)
   configlib.validate(config)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)  # before any stage runs
@@ -153,6 +158,15 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
   the list of them.
   """
   configlib.validate(config)
+  from jaxtransfer import stages
+  if stages.enabled(config):  # the last stage's run holds the final model
+    stage_config, stage_dir = stages.last_stage(config, workdir)
+    results = evaluate(stage_config, stage_dir, which)
+    if distributed.is_primary():
+      workdir_lib.write_json_atomic(
+          os.path.join(workdir, workdir_lib.EVAL_FILE),
+          results[0] if len(results) == 1 else results)
+    return results
   if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
     raise UserError(f"no checkpoints in {workdir}: train first (--mode=train)")
   store = checkpoints.RunCheckpoints(workdir, read_only=True)

@@ -17,6 +17,7 @@ with the model's names, so a new source is one more entry in
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import jax
@@ -204,10 +205,12 @@ def _fitting_head_modules(fresh_params, loaded) -> set[str]:
 
 
 def merge_variables(fresh: dict[str, Any], loaded: dict[str, Any],
-                    source: str) -> dict[str, Any]:
+                    source: str, reinit=()) -> dict[str, Any]:
   """{'params', 'batch_stats'} of a fresh init with the pre-trained parts
   merged in: parameters as `merge_pretrained`; the BatchNorm statistics of
-  every module whose parameters were loaded, when the source has them."""
+  every module whose parameters were loaded, when the source has them.
+  Parameters whose paths fully match a `reinit` regex (config.reinit), and
+  the BatchNorm statistics of their modules, keep their fresh values."""
   params = merge_pretrained(fresh["params"], loaded, source)
   loaded_modules = {"body": set(fresh["params"]["body"]),
                     "head": _fitting_head_modules(fresh["params"], loaded)}
@@ -222,4 +225,77 @@ def merge_variables(fresh: dict[str, Any], loaded: dict[str, Any],
                              else arrays)
                     for module, arrays in modules.items()}
              for part, modules in stats.items()}
+  return keep_fresh({"params": params, "batch_stats": stats}, fresh, reinit)
+
+
+def reinit_matches(params, patterns) -> dict[str, list[str]]:
+  """regex -> the parameter paths ('head/fc2/kernel') it fully matches."""
+  names = [name for name, _ in freezing.named_leaves(params)]
+  return {pattern: [n for n in names if re.fullmatch(pattern, n)]
+          for pattern in patterns}
+
+
+def check_reinit(config, params) -> None:
+  """UserError naming config.reinit for a regex that is invalid or matches
+  no parameter of `params` (a tree of the model's parameters or shapes), or
+  for reinit without weights to load."""
+  patterns = tuple(config.get("reinit", ()) or ())
+  if not patterns:
+    return
+  if config.init == "random":
+    raise UserError(f"config.reinit={patterns!r}: only applies when weights "
+                    "are loaded (config.init='random' starts every parameter "
+                    "fresh)")
+  for pattern in patterns:
+    try:
+      re.compile(pattern)
+    except (re.error, TypeError) as e:
+      raise UserError(f"config.reinit: bad regex {pattern!r}: {e}") from None
+  for pattern, matched in reinit_matches(params, patterns).items():
+    if not matched:
+      near = sorted({n.rsplit("/", 1)[0] + "/.*"
+                     for n, _ in freezing.named_leaves(params)})
+      raise UserError(f"config.reinit: {pattern!r} matches no parameter "
+                      f"(regexes fully match paths; modules: {', '.join(near)})")
+
+
+def keep_fresh(merged: dict[str, Any], fresh: dict[str, Any],
+               patterns) -> dict[str, Any]:
+  """`merged` with the parameters matching `patterns` (and the BatchNorm
+  statistics of their modules) put back to their `fresh` values."""
+  patterns = tuple(patterns or ())
+  if not patterns:
+    return merged
+  matches = reinit_matches(fresh["params"], patterns)
+  unmatched = [p for p, names in matches.items() if not names]
+  if unmatched:
+    raise UserError(f"config.reinit: {unmatched[0]!r} matches no parameter")
+  names = {n for found in matches.values() for n in found}
+  modules = {n.rsplit("/", 1)[0] for n in names}
+  pick = lambda chosen: lambda path, old, new: (
+      new if chosen(freezing.path_name(path)) else old)
+  params = jax.tree_util.tree_map_with_path(
+      pick(lambda n: n in names), merged["params"], fresh["params"])
+  stats = merged.get("batch_stats") or {}
+  if stats:
+    stats = jax.tree_util.tree_map_with_path(
+        pick(lambda n: n.rsplit("/", 1)[0] in modules), stats,
+        fresh["batch_stats"])
+  logging.info("Re-initialised (config.reinit %s): %s", list(patterns),
+               sorted(names))
   return {"params": params, "batch_stats": stats}
+
+
+def param_shapes(config, num_classes: int | None = None):
+  """The model's parameter tree as shapes (jax.eval_shape: nothing is
+  computed), for checking regexes over parameter paths before a run."""
+  import jax.numpy as jnp
+  from jaxtransfer import models
+  spec = models.get_spec(config.get("model", "alexnet"))
+  num_classes = num_classes or len(tuple(config.get("classes", ()))) or 10
+  model = models.make_model(config, num_classes)
+  sample = jax.ShapeDtypeStruct(
+      (1, config.image_size, config.image_size, spec.input_channels),
+      jnp.float32)
+  return jax.eval_shape(
+      lambda x: model.init(jax.random.key(0), x, train=False), sample)["params"]

@@ -43,7 +43,7 @@ import ml_collections
 import tqdm
 
 from jaxtransfer import (active, configlib, data, distributed, experiment,
-                         initialization, report, training,
+                         initialization, report, stages, training,
                          workdir as workdir_lib)
 from jaxtransfer.errors import UserError
 
@@ -347,6 +347,12 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
         rounds = active.run(run_config, arm_dir,
                             dataset=datasets.get(run_config), hooks=hooks)
         finals = [r for r in rounds if r["round"] == rounds[-1]["round"]]
+      elif stages.enabled(run_config):
+        history = stages.run(run_config, arm_dir,
+                             dataset=datasets.get(run_config), hooks=hooks)
+        finals = [r for r in history if r["epoch"] == history[-1]["epoch"]]
+        if tuple(run_config.eval.attacks):  # the last stage's model
+          experiment.evaluate(run_config, arm_dir, "latest")
       else:
         history = training.train_and_evaluate(
             run_config, arm_dir, name=arm["name"],
@@ -372,6 +378,8 @@ def _arm_epochs(config) -> int:
   every seed)."""
   if active.enabled(config):
     return config.num_epochs * config.num_seeds * len(active.round_sizes(config))
+  if stages.enabled(config):
+    return stages.total_epochs(config)
   return config.num_epochs
 
 
@@ -379,5 +387,6 @@ def _epochs_done(config, run_dir: str) -> int:
   """Epochs a run directory already holds (for the study's progress bar)."""
   if active.enabled(config):
     return len(active.read_rounds(run_dir)) * config.num_epochs
-  records = workdir_lib.read_metrics(run_dir)
-  return min(max((r["epoch"] for r in records), default=0), config.num_epochs)
+  records = workdir_lib.read_metrics(run_dir)  # a staged arm's: continuous
+  return min(max((r["epoch"] for r in records), default=0),
+             _arm_epochs(config))

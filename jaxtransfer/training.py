@@ -170,7 +170,8 @@ def _pretrained_params(config, workdir, init_state, keys, name):
   loaded, source = pretrained
   fresh = distributed.fetch(jax.jit(
       lambda k: model_variables(init_state(k)))(keys.init))
-  merged = initialization.merge_variables(fresh, loaded, source)
+  merged = initialization.merge_variables(fresh, loaded, source,
+                                          reinit=config.get("reinit", ()))
   logging.info("%s: body initialised from %s", name, source)
   return merged
 
