@@ -52,7 +52,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "kernel_l2": 0.0, "bias_l2": 0.0, "kernel_l1": 0.0, "bias_l1": 0.0,
     "lr_schedule": "constant", "lr_step_epochs": 10, "lr_step_factor": 0.1,
     "lr_boundaries": [], "lr_values": [], "warmup_epochs": 0,
-    "head": "", "adversarial": "", "train_sample": 0, "augment.brightness": 0.0,
+    "head": "", "adversarial": "", "train_sample": 0, "holdout_fraction": 0.0, "augment.brightness": 0.0,
     "augment.contrast": 0.0, "augment.saturation": 0.0, "augment.hue": 0.0,
     "augment.six_views": False, "augment.six_views_crop": 0.86,
     "augment.six_views_hue": [-0.45, 0.45],
@@ -210,6 +210,13 @@ def validate_data_fields(config) -> None:
                 "stored_size"):
     _require(config[field] >= 0, field, config[field],
              "must be 0 (all) or a positive count")
+  fraction = config.get("holdout_fraction", 0.0)
+  _require(0.0 <= fraction < 1.0, "holdout_fraction", fraction,
+           "must be in [0, 1) (0: use holdout_size)")
+  if not config.val_split:
+    _require(config.validation == "holdout", "val_split", config.val_split,
+             "may be empty only with validation='holdout' (the validation "
+             "examples then come from train_split)")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -289,7 +296,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(value % devices == 0, field, value,
              f"does not divide by the {devices} devices (each takes an equal "
              "share of the batch)")
-  if config.validation == "holdout":
+  if config.validation == "holdout" and not config.get("holdout_fraction"):
     _require(config.holdout_size >= 1, "holdout_size", config.holdout_size,
              "validation='holdout' needs at least one held-out example")
   if config.task == "autoencoder":

@@ -213,7 +213,8 @@ def load_dataset(config, *, validation_only: bool = False,
   data_dir = resolve_data_dir(config)
   configlib.validate_data_fields(config)
   builder = open_builder(config.dataset, data_dir)
-  with_test = with_test and config.validation == "holdout"
+  with_test = (with_test and config.validation == "holdout"
+               and bool(config.val_split))
   spec = dataset_spec.check(config, builder, with_test)
   try:
     dataset = _load(config, builder, spec, validation_only, with_test)
@@ -286,10 +287,10 @@ def _load(config, builder, spec: dataset_spec.Spec, validation_only: bool,
   val_where = f"config.val_split={config.val_split!r}"
   if config.validation == "holdout":
     total = len(source(config.train_split))
-    cut = total - config.holdout_size
+    cut = total - dataset_spec.holdout_count(config, total)
     val = read(config.train_split, np.arange(cut, total), config.val_subset,
                "val_subset", f"the holdout of {train_where}")
-    val_name = f"holdout (last {config.holdout_size} of {config.train_split})"
+    val_name = f"holdout (last {total - cut} of {config.train_split})"
   else:
     cut = 0 if validation_only else len(source(config.train_split))
     val = read(config.val_split, np.arange(len(source(config.val_split))),

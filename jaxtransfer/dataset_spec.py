@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import numbers
 import os
 import re
@@ -208,6 +209,14 @@ def _split_size(config, info, field: str) -> int:
   return count
 
 
+def holdout_count(config, train_count: int) -> int:
+  """Examples held out of train_split with validation='holdout'."""
+  fraction = config.get("holdout_fraction", 0.0)
+  # rounded first: 0.15 * 80 is 12.000000000000002 in floating point
+  return (math.ceil(round(fraction * train_count, 6)) if fraction
+          else config.holdout_size)
+
+
 def check(config, builder, with_test: bool) -> Spec:
   """The `Spec` of config for the opened `builder` (val_split is checked
   only where it is read: validation='test', or with_test)."""
@@ -218,11 +227,13 @@ def check(config, builder, with_test: bool) -> Spec:
   fractions = _class_fractions(config, class_names)
   train_count = _split_size(config, info, "train_split")
   holdout = config.validation == "holdout"
-  if not holdout or with_test:
+  if not holdout or (with_test and config.val_split):
     _split_size(config, info, "val_split")
-  if holdout and config.holdout_size >= train_count:
+  if holdout and holdout_count(config, train_count) >= train_count:
+    field = ("holdout_fraction" if config.get("holdout_fraction")
+             else "holdout_size")
     raise UserError(
-        f"config.holdout_size={config.holdout_size} leaves no training "
-        f"examples (train_split {config.train_split!r} has {train_count})")
+        f"config.{field}={config[field]} leaves no training examples "
+        f"(train_split {config.train_split!r} has {train_count})")
   return Spec(image_shape, stored_shape, resize, class_map, class_names,
               fractions)

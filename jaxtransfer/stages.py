@@ -49,8 +49,8 @@ FIXED_FIELDS = frozenset({
     "seed_parallelism", "init", "init_weights", "ae_checkpoint", "pretrain",
     "stages", "study", "active", "dataset", "data_dir", "train_split",
     "val_split", "stored_size", "stored_resize", "train_subset",
-    "train_sample", "validation", "holdout_size", "val_subset", "classes",
-    "class_fraction", "normalization",
+    "train_sample", "validation", "holdout_size", "holdout_fraction",
+    "val_subset", "classes", "class_fraction", "normalization",
 })
 
 

@@ -55,9 +55,8 @@ STUDY_FIELDS = ("grid", "arms", "inits", "freezes", "colour_by", "panel_by")
 # one read of the data.
 DATA_FIELDS = ("dataset", "data_dir", "train_split", "val_split",
                "stored_size", "stored_resize", "train_subset", "train_sample",
-               "validation",
-               "holdout_size", "val_subset", "classes", "class_fraction",
-               "normalization")
+               "validation", "holdout_size", "holdout_fraction", "val_subset",
+               "classes", "class_fraction", "normalization")
 
 
 def is_study(config) -> bool:

@@ -9,6 +9,7 @@ honours split strings and decoders and logs every read.
 """
 
 import os
+import re
 import types
 import zlib
 
@@ -363,3 +364,26 @@ def test_crop_of_a_portrait_image_and_of_grey_images():
   # already the stored size: unchanged
   np.testing.assert_array_equal(
       data.resize_square(grey[:30, :30], 30, "stretch"), grey[:30, :30])
+
+
+def test_seed_001_split_of_pets_joins_train_and_test(fake_tfds):
+  """train+test joined, the last 15% (rounded up) held out, no test set."""
+  config = _config("oxford_iiit_pet", train_split="train+test",
+                   validation="holdout", holdout_fraction=0.15, val_split="",
+                   stored_size=40)
+  dataset = data.load_dataset(config, with_test=True)
+  assert (len(dataset.train), len(dataset.val)) == (68, 12)  # 80 = 60 + 20
+  assert dataset.test is None
+  raw = fake_tfds.raw("oxford_iiit_pet", "test")
+  _, raw_labels = _raw_split(raw)
+  np.testing.assert_array_equal(dataset.val.labels, raw_labels[-12:])
+  assert dataset_spec.holdout_count(config, 7349) == 1103  # the seed's split
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"holdout_fraction": 1.0, "validation": "holdout"}, "holdout_fraction=1.0"),
+    ({"val_split": ""}, "val_split=''"),
+])
+def test_bad_holdout_fraction_and_empty_val_split(fake_tfds, overrides, needle):
+  with pytest.raises(UserError, match=re.escape(needle)):
+    data.load_dataset(_config("mnist", **overrides))
