@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxtransfer import workdir as workdir_lib
+from jaxtransfer import report_columns, workdir as workdir_lib
 from jaxtransfer.errors import UserError
 
 REPORT_FILE = "report.md"
@@ -378,6 +378,21 @@ def write_report(workdir: str) -> str:
         f"{s['trainable_parameters']:,} |" + extra + "".join(
             f" {_pm(attacked.get(arm['name'], {}).get(name))} |"
             for name in attacks_run))
+
+  own = report_columns.table_lines(workdir, study, metrics)
+  if own:
+    lines += ["", "## The study's table (final epoch, mean ± std over seeds;"
+              " accuracy in %)", ""] + own
+  source = study.get("source")
+  source_records = workdir_lib.read_metrics(os.path.join(workdir, source)
+                                            ) if source else []
+  if source_records:
+    last = source_records[-1]
+    lines += ["", "## Source run", "",
+              f"<workdir>/{source}: {last['train_examples']} training images,"
+              f" {last['epoch']} epochs; final validation accuracy "
+              f"{last.get('val_accuracy', float('nan')):.4f}, loss "
+              f"{last['val_loss']:.4f} ({last['val_examples']} images)."]
 
   plots = []
   colour_by, panel_by = plot_axes(study)

@@ -13,11 +13,21 @@ The arms come from `config.study`:
           000's study, configs/study.py).
   colour_by, panel_by   which swept field colours the plots' lines and
           which makes their panels ('' = chosen from the swept fields).
+  source  a dict of overrides for a classifier run trained first into
+          <workdir>/source (resumable, as an arm); every arm with
+          init='checkpoint' and no init_weights starts from it (seed 001's
+          transfer with a jaxtransfer run as the source model).
+  columns the report's table in a study's own terms (report_columns.py):
+          metrics, config fields and per-arm notes, e.g. seed 001's
+          ('train_accuracy', 'val_accuracy', 'lr', 'epochs', ...).
+  An explicit arm may carry 'notes': {column: text} for the table (not a
+  config field; e.g. {'technique': 'fine-tuning'}).
 
   <workdir>/study.json          the arms (name, swept values), and per arm:
                                 done / skipped (why)
   <workdir>/autoencoder/        an autoencoder pre-trained once for all the
                                 autoencoder arms that share its config
+  <workdir>/source/             the source run of study.source
   <workdir>/<arm>/              each arm's run: config.json, metrics.jsonl
                                 (a line per epoch and seed), checkpoints/
   <workdir>/report.md, *.png    the report (report.py)
@@ -50,7 +60,9 @@ from jaxtransfer.errors import UserError
 STUDY_FILE = "study.json"
 # config.study's own fields; everything else in a study config is the base
 # config every arm starts from.
-STUDY_FIELDS = ("grid", "arms", "inits", "freezes", "colour_by", "panel_by")
+STUDY_FIELDS = ("grid", "arms", "inits", "freezes", "colour_by", "panel_by",
+                "source", "columns")
+SOURCE_SUBDIR = "source"
 # Fields that change what data an arm reads: arms that agree on them share
 # one read of the data.
 DATA_FIELDS = ("dataset", "data_dir", "train_split", "val_split",
@@ -67,6 +79,7 @@ def is_study(config) -> bool:
 class Arm:
   name: str
   overrides: dict[str, Any]  # dotted field -> value
+  notes: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _study_get(config, field: str, default=None):
@@ -112,9 +125,10 @@ def plan_arms(config) -> list[Arm]:
   bases = []
   for i, entry in enumerate(explicit):
     entry = dict(entry)
+    notes = {str(k): str(v) for k, v in dict(entry.pop("notes", {})).items()}
     name = entry.pop("name", None) or "-".join(
         _format_value(f, v) for f, v in entry.items()) or f"arm{i + 1}"
-    bases.append(Arm(_safe(str(name)), entry))
+    bases.append(Arm(_safe(str(name)), entry, notes))
   if not bases:
     bases = [Arm("", {})]
   arms = []
@@ -124,7 +138,8 @@ def plan_arms(config) -> list[Arm]:
                    **{f: v for (f, _), v in zip(axes, values)}}
       parts = [base.name] if base.name else []
       parts += [_format_value(f, v) for (f, _), v in zip(axes, values)]
-      arms.append(Arm(_safe("-".join(parts)) or "base", overrides))
+      arms.append(Arm(_safe("-".join(parts)) or "base", overrides,
+                      base.notes))
   if not axes and not explicit:
     raise UserError("config.study has no arms: give study.grid or study.arms")
   names = [a.name for a in arms]
@@ -191,6 +206,30 @@ def missing_input(config) -> str | None:
   return None
 
 
+def _source(config, workdir: str):
+  """(<workdir>/source, its run config) when config.study.source asks for a
+  source run, else None."""
+  overrides = _study_get(config, "source")
+  if not overrides:
+    return None
+  if not isinstance(overrides, (dict, ml_collections.ConfigDict)):
+    raise UserError(f"config.study.source={overrides!r}: expected a dict of "
+                    "field overrides for the source run")
+  run = arm_config(config, Arm(SOURCE_SUBDIR, configlib.flatten(
+      dict(overrides))), workdir)
+  for field in ("stages", "active"):
+    if field in overrides:
+      raise UserError(f"config.study.source.{field}: the source is one "
+                      "ordinary run")
+  run.stages = ()
+  run.active.strategy = ""
+  try:
+    configlib.validate(run)
+  except UserError as e:
+    raise UserError(f"config.study.source: {e}") from None
+  return os.path.join(workdir, SOURCE_SUBDIR), run
+
+
 def _autoencoder_dirs(runs: list[tuple[dict, Any]], workdir: str) -> dict:
   """One pre-trained autoencoder per distinct pre-training config among the
   autoencoder arms: the first in <workdir>/autoencoder, others beside it
@@ -244,9 +283,12 @@ def _plan(config, workdir: str):
     if plan[key] and plan[key] not in fields:
       raise UserError(f"config.study.{key}={plan[key]!r} is not a swept field "
                       f"({', '.join(fields)})")
+  source = _source(config, workdir)
   runs = []
   for arm in arms:
     run = arm_config(config, arm, workdir)
+    if source and run.init == "checkpoint" and not run.init_weights:
+      run.init_weights = source[0]
     reason = missing_input(run)
     if reason is None:
       try:
@@ -257,10 +299,17 @@ def _plan(config, workdir: str):
     values = {f: _dotted(run_dict, f) for f in fields}
     entry = {"name": arm.name, "values": values, "init": run.init,
              "freeze": run.freeze, "status": "skipped" if reason else "planned",
-             "reason": reason}
+             "reason": reason, "notes": arm.notes}
     plan["arms"].append(entry)
     runs.append((entry, run))
+  if all(arm["status"] == "skipped" for arm, _ in runs):
+    raise UserError(f"config.study: no arm can run here: {runs[0][0]['name']}"
+                    f" has {runs[0][0]['reason']}")
+  plan["columns"] = list(_study_get(config, "columns") or ())
   autoencoders = _autoencoder_dirs(runs, workdir)
+  if source:
+    plan["source"] = SOURCE_SUBDIR
+    autoencoders = {source[0]: source[1], **autoencoders}
   return plan, runs, autoencoders
 
 
@@ -321,17 +370,20 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
       ae.num_epochs for ae in autoencoders.values())
   progress = _StudyProgress(config.progress_bar and primary, total)
   try:
+    # Pre-trained runs the arms load: the source run, autoencoders.
     for index, (ae_dir, ae_config) in enumerate(autoencoders.items(), start=1):
-      shared_by = [a["name"] for a, r in runnable if r.ae_checkpoint == ae_dir]
-      progress.start(f"autoencoder {index}/{len(autoencoders)} (shared by "
+      kind = ("source" if ae_config.task == "classifier" else "autoencoder")
+      shared_by = [a["name"] for a, r in runnable
+                   if ae_dir in (r.ae_checkpoint, r.init_weights)]
+      progress.start(f"{kind} {index}/{len(autoencoders)} (shared by "
                      f"{len(shared_by)} arms)")
       progress.advance(_epochs_done(ae_config, ae_dir))
       training.train_and_evaluate(
-          ae_config, ae_dir, name="autoencoder", dataset=datasets.get(ae_config),
-          hooks=training.Hooks(label="  autoencoder", bar_position=1,
+          ae_config, ae_dir, name=kind, dataset=datasets.get(ae_config),
+          hooks=training.Hooks(label=f"  {kind}", bar_position=1,
                                on_epoch_end=lambda _: progress.advance(),
                                verbose=False))
-      if primary:
+      if primary and kind == "autoencoder":
         experiment.write_reconstructions(ae_config, ae_dir)
     for index, (arm, run_config) in enumerate(runnable, start=1):
       label = f"arm {index}/{len(runnable)} {arm['name']}"

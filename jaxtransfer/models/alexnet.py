@@ -269,6 +269,7 @@ ALEXNET_PRESETS = {
     "head": (("body/.*", False), ("head/.*", True)),
     "head+conv5": (("body/conv5/.*", True), ("body/.*", False),
                    ("head/.*", True)),
+    "last": (("head/fc2/.*", True), (".*", False)),  # only the last layer
 }
 
 TORCHVISION_PRESETS = {
