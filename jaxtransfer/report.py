@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -198,6 +199,9 @@ def _plot_metric(arms: list[dict], metrics: dict[str, list[dict]], key: str,
   panels = list(dict.fromkeys(value(a, panel_by) for a in arms))
   colour_values = list(dict.fromkeys(value(a, colour_by) for a in arms))
   cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  # Two arms in one panel with one colour: a colour (and label) per arm.
+  keys = [(value(a, panel_by), value(a, colour_by)) for a in arms]
+  by_arm = len(set(keys)) < len(keys)
   fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4),
                            sharey=True, squeeze=False)
   for ax, panel in zip(axes[0], panels):
@@ -207,13 +211,16 @@ def _plot_metric(arms: list[dict], metrics: dict[str, list[dict]], key: str,
       epochs, values = curves(metrics[arm["name"]], key)
       shade = value(arm, colour_by)
       colour = (INIT_COLOURS.get(arm["values"].get("init"))
-                if colour_by == "init" else None) or cycle[
-                    colour_values.index(shade) % len(cycle)]
+                if colour_by == "init" and not by_arm else None) or cycle[
+                    (arms.index(arm) if by_arm else colour_values.index(shade))
+                    % len(cycle)]
       others = [f"{f.rsplit('.', 1)[-1]}={arm['values'][f]}"
                 for f in arm["values"] if f not in (colour_by, panel_by)]
       label = (_value_label(colour_by, arm["values"].get(colour_by))
-               if colour_by else arm["name"])
-      label += (f" [{', '.join(others)}]" if others else "") + f" (n={len(values)})"
+               if colour_by and not by_arm else arm["name"])
+      if others and not by_arm:
+        label += f" [{', '.join(others)}]"
+      label += f" (n={len(values)})"
       ax.plot(epochs, values.mean(axis=0), color=colour, marker="o",
               markersize=3, label=label)
       if len(values) > 1:
@@ -228,7 +235,8 @@ def _plot_metric(arms: list[dict], metrics: dict[str, list[dict]], key: str,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   axes[0][0].set_ylabel(ylabel)
-  fig.suptitle(f"{title}\n{scale}", fontsize=10)
+  fig.suptitle(f"{title}\n{textwrap.fill(scale, 60 + 50 * len(panels))}",
+               fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

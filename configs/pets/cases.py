@@ -55,15 +55,17 @@ def schedule(lr: float, epochs: tuple[int, ...]) -> dict:
           "lr_boundaries": tuple(boundaries), "num_epochs": sum(epochs)}
 
 
-def _epochs(epochs: tuple[int, ...], scale: float) -> tuple[int, ...]:
-  return tuple(max(1, round(e * scale)) for e in epochs)
-
-
 def arms(*, normalization: str = "dataset", epoch_scale: float = 1.0,
-         pretrained: bool = True, cases=tuple(range(1, 9))) -> tuple[dict, ...]:
+         lr_steps: int = 0, pretrained: bool = True,
+         cases=tuple(range(1, 9))) -> tuple[dict, ...]:
   """The cases as named arms. epoch_scale shrinks every epoch count (at
-  least 1 each: smoke runs); pretrained=False (a random body) leaves out the
+  least 1 each), lr_steps > 0 keeps only each schedule's first lr_steps
+  rates (smoke runs); pretrained=False (a random body) leaves out the
   re-initialisation of case 6's classifier, which needs weights to load."""
+  def _epochs(epochs: tuple[int, ...], scale: float) -> tuple[int, ...]:
+    return tuple(max(1, round(e * scale))
+                 for e in epochs[:lr_steps or len(epochs)])
+
   rows = {row[0]: row for row in _ROWS}
   six = lambda on: {"augment.six_views": on}
   reinit_classifier = {"reinit": ("head/.*",)} if pretrained else {}
