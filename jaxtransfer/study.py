@@ -215,18 +215,19 @@ def _source(config, workdir: str):
   if not isinstance(overrides, (dict, ml_collections.ConfigDict)):
     raise UserError(f"config.study.source={overrides!r}: expected a dict of "
                     "field overrides for the source run")
-  run = arm_config(config, Arm(SOURCE_SUBDIR, configlib.flatten(
-      dict(overrides))), workdir)
   for field in ("stages", "active"):
     if field in overrides:
       raise UserError(f"config.study.source.{field}: the source is one "
                       "ordinary run")
-  run.stages = ()
-  run.active.strategy = ""
   try:
+    run = arm_config(config, Arm(SOURCE_SUBDIR, configlib.flatten(
+        dict(overrides))), workdir)
+    run.stages = ()
+    run.active.strategy = ""
     configlib.validate(run)
   except UserError as e:
-    raise UserError(f"config.study.source: {e}") from None
+    text = str(e).replace("config.study: arm field", "field")
+    raise UserError(f"config.study.source: {text}") from None
   return os.path.join(workdir, SOURCE_SUBDIR), run
 
 

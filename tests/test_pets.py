@@ -101,3 +101,20 @@ def test_pets_study_without_converted_weights_exits_2(tmp_path):
   assert "no arm can run here" in message and "jaxtransfer convert" in message
   assert "Traceback" not in result.stderr
   assert not workdir.exists()
+
+
+def test_bad_source_run_names_the_field():
+  from configs.pets import cifar_transfer
+  from jaxtransfer.errors import UserError
+  import pytest
+  config = cifar_transfer.get_config("smoke")
+  with config.unlocked():
+    config.study.source.lerning_rate = 0.1
+  with pytest.raises(UserError, match="config.study.source: field "
+                     "'lerning_rate' is not a config field .did you mean "
+                     "'learning_rate'"):
+    study.run(config, "/nonexistent/never/written")
+  config = cifar_transfer.get_config("smoke")
+  config.study.source.num_epochs = 0
+  with pytest.raises(UserError, match=r"config.study.source: config.num_epochs"):
+    study.run(config, "/nonexistent/never/written")
