@@ -70,8 +70,8 @@ def _entries(config) -> list[tuple[str, dict[str, Any]]]:
                       "field overrides")
     entry = dict(entry)
     name = str(entry.pop("name", "") or f"stage{k}")
-    from jaxtransfer import study  # study imports this module's users
-    entries.append((study._safe(name), configlib.flatten(entry)))
+    from jaxtransfer import study_plan  # it imports this module's users
+    entries.append((study_plan.safe_name(name), configlib.flatten(entry)))
   names = [n for n, _ in entries]
   duplicates = sorted({n for n in names if names.count(n) > 1})
   if duplicates:
