@@ -126,6 +126,12 @@ def get_config(arg=None):
   # (torchvision's whole AlexNet), 'alexnet_bn' (seed 004's Keras AlexNet
   # with BatchNorm, 32 px), 'lenet' (seed 004's LeNet, 28 px, 1 channel).
   config.model = "alexnet"
+  # model='notation' (seed 002's small nets): a preset row of its tables
+  # ('v1' ... 'v4', jaxtransfer/models/notation.py), and/or the encoder and
+  # classifier in its notation, e.g. "C'(32)>C(32)" and "L(128)>L'(10)".
+  config.arch = ""
+  config.encoder = ""
+  config.classifier = ""
   config.head_hidden = 500  # alexnet's head width
   # The head of the torchvision zoo (alexnet_torchvision, vgg*, resnet50,
   # densenet121): '' = the model's own (torchvision's classifier with N

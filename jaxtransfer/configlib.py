@@ -63,6 +63,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "augment.rrc_ratio": [3.0 / 4.0, 4.0 / 3.0],
     "active.strategy": "", "active.initial": 750, "active.query_size": 50,
     "active.budget": 1000, "reinit": [], "stages": [],
+    "arch": "", "encoder": "", "classifier": "",
 }
 # ... and fields those runs had that are gone, with the value that the new
 # fields above reproduce.
@@ -265,6 +266,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       config.image_size,
       f"model {config.model!r} needs images of at least "
       f"{spec.min_image_size} px")
+  if spec.validate is not None:
+    spec.validate(config)
   degrees = tuple(config.augment.rotation_degrees)
   _require(len(degrees) == 2 and degrees[0] <= degrees[1],
            "augment.rotation_degrees", degrees, "expected (low, high), low <= high")

@@ -16,6 +16,7 @@ compute dtype is `dtype`; parameters stay float32.
   alexnet_torchvision  torchvision's whole AlexNet, dropout included
   alexnet_bn           seed 004's Keras AlexNet with BatchNorm, 32 px
   lenet                seed 004's Keras LeNet, 28x28x1
+  notation             seed 002's small nets, from its notation (notation.py)
   vgg16, vgg13_bn,     torchvision's VGGs (vgg.py)
   vgg19, vgg19_bn
   resnet50             torchvision's ResNet-50 (resnet.py)
@@ -41,7 +42,8 @@ import flax.linen as nn
 import jax
 
 from jaxtransfer.errors import UserError
-from jaxtransfer.models import alexnet, alexnet_bn, densenet, lenet, resnet, vgg
+from jaxtransfer.models import (alexnet, alexnet_bn, densenet, lenet, notation,
+                                resnet, vgg)
 from jaxtransfer.models.alexnet import (ALEXNET_FEATURES, BODY_CHANNELS,
                                         MIN_IMAGE_SIZE, AlexNetBody,
                                         AlexNetTorchvision, Autoencoder,
@@ -73,7 +75,8 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 for _spec in (alexnet.ALEXNET_SPEC, alexnet.TORCHVISION_SPEC, alexnet_bn.SPEC,
-              lenet.SPEC, *vgg.SPECS, resnet.SPEC, densenet.SPEC):
+              lenet.SPEC, notation.SPEC, *vgg.SPECS, resnet.SPEC,
+              densenet.SPEC):
   register(_spec)
 del _spec
 

@@ -37,6 +37,9 @@ class ModelSpec:
   # config.head values the model takes: '' is its own head; 'linear' (the
   # torchvision zoo) one Dense layer on the pooled body features.
   heads: tuple[str, ...] = ("",)
+  # validate(config) -> None: raises a UserError for a config the model
+  # cannot be built from (checked before anything is written).
+  validate: Callable[[Any], None] | None = None
 
 
 # ---------------------------------------------------------------------------

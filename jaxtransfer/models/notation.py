@@ -1,0 +1,268 @@
+"""'notation': seed 002's small networks, written in its own notation.
+
+  C(n)   3x3 conv (n filters, 'same' padding) + ReLU + 2x2 max-pool
+  C'(n)  3x3 conv + ReLU
+  S(n)   3x3 conv with stride 2 + ReLU (seed 002's "stride=2 instead of max
+         pooling" variant of v4)
+  L(n)   linear + ReLU (a 4-D input is flattened first)
+  L'(n)  linear
+  D(p)   dropout with rate p (in training only)
+
+Layers are joined by '>': `C'(32)>C(32)>C'(32)>C(64)>C(64)>L(512)`. The
+encoder is the model's body (body/conv1, body/conv2, ..., body/fc1, ...);
+the classifier its head (head/conv1, ..., head/fc1, ...), whose last layer
+is the output: it must be linear and as wide as the data has classes (a
+preset's `L'(10)` is "the number of classes" and follows the data).
+
+`config.arch` names a row of seed 002's tables (PRESETS); `config.encoder`
+and `config.classifier` override either string. Every row builds the layer
+shapes the seed's tables give (tests/test_notation.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxtransfer.errors import UserError
+from jaxtransfer.models.common import (BodyHead, ModelSpec, _inits,
+                                       check_frozen_norms)
+
+KINDS = {"C": "conv + ReLU + max-pool", "C'": "conv + ReLU",
+         "S": "stride-2 conv + ReLU", "L": "linear + ReLU", "L'": "linear",
+         "D": "dropout"}
+_TOKEN = re.compile(r"(C'|L'|C|L|S|D)\(\s*([0-9]*\.?[0-9]+)\s*\)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+  kind: str  # a key of KINDS
+  size: float  # filters / units, or the dropout rate
+
+  def __str__(self) -> str:
+    return f"{self.kind}({self.size:g})"
+
+
+def parse(text: str, field: str) -> tuple[Layer, ...]:
+  """The layers of a notation string; a UserError names the field and the
+  character where parsing stopped."""
+  layers, position = [], 0
+  text = str(text)
+  if not text.strip():
+    raise UserError(f"config.{field}='' is empty: write layers such as "
+                    "C'(32)>C(64)>L(512)")
+  while True:
+    while position < len(text) and text[position] == " ":
+      position += 1
+    match = _TOKEN.match(text, position)
+    if not match:
+      got = text[position:position + 6] or "the end"
+      raise UserError(
+          f"config.{field}={text!r}: cannot parse at character "
+          f"{position + 1} ({got!r}): expected one of "
+          f"{', '.join(k + '(n)' for k in KINDS)}")
+    kind, size = match.group(1), float(match.group(2))
+    if kind == "D":
+      if not 0.0 <= size < 1.0:
+        raise UserError(f"config.{field}={text!r}: D({size:g}) at character "
+                        f"{position + 1}: a dropout rate is in [0, 1)")
+    elif size != int(size) or size < 1:
+      raise UserError(f"config.{field}={text!r}: {kind}({size:g}) at "
+                      f"character {position + 1}: a width is a whole number "
+                      ">= 1")
+    layers.append(Layer(kind, size if kind == "D" else int(size)))
+    position = match.end()
+    while position < len(text) and text[position] == " ":
+      position += 1
+    if position == len(text):
+      return tuple(layers)
+    if text[position] != ">":
+      raise UserError(f"config.{field}={text!r}: cannot parse at character "
+                      f"{position + 1} ({text[position]!r}): expected '>' "
+                      "between layers")
+    position += 1
+
+
+def to_string(layers) -> str:
+  return ">".join(str(layer) for layer in layers)
+
+
+# Seed 002's tables: (encoder, classifier, image size). Where its "alpha=1,
+# beta=0" table gives a row other layers than the beta=1 table, that row is
+# its own preset (`_beta0`). v4 is the final model (dropout 0.3 after the
+# classifier's first two convs, as the seed added; its table writes the
+# output layer L(10), taken here as the linear L'(10) of every other row).
+PRESETS: dict[str, tuple[str, str, int]] = {
+    "v1": ("L(512)>L(256)>L(128)", "L(128)>L'(10)", 32),
+    "v1.1": ("L(1024)>L(512)", "L(128)>L'(10)", 32),
+    "v1.2": ("L(2048)>L(1024)>L(512)", "L(128)>L'(10)", 32),
+    "v2": ("C(32)>C(32)>C(64)>L(512)", "L(128)>L'(10)", 32),
+    "v2_beta0": ("C(32)>C(32)>C(64)>L(512)", "L(512)>L'(10)", 32),
+    "v2.1": ("C(32)>C(32)>L(512)", "L(128)>L'(10)", 32),
+    "v2.2": ("C'(32)>C(32)>C'(32)>C(64)>C(64)>L(512)", "L(128)>L'(10)", 32),
+    "v2.3": ("C'(32)>C(32)>C'(32)>C(64)>C(64)>L(512)", "L(128)>L'(10)", 64),
+    "v3": ("C(32)>C(32)>C(64)>C(64)", "C'(64)>L'(10)", 32),
+    "v3.1": ("C(32)>C(32)>C(64)", "C(64)>C'(64)>L'(10)", 32),
+    "v3.2": ("C'(32)>C(32)>C'(32)>C(32)>C'(64)>C(64)", "C(64)>L'(10)", 32),
+    "v3.2_beta0": ("C'(32)>C(32)>C'(32)>C(32)>C'(64)>C(64)", "C'(128)>L'(10)",
+                   32),
+    "v3.3": ("C'(32)>C(32)", "C'(32)>C(32)>C'(64)>C(64)>C(64)>L'(10)", 32),
+    "v3.3_beta0": ("C'(32)>C(32)>C'(32)>C(32)", "C'(64)>C(64)>C'(128)>L'(10)",
+                   32),
+    "v4": ("C'(32)>C(32)",
+           "C'(32)>D(0.3)>C(64)>D(0.3)>C(64)>L(512)>L(128)>L'(10)", 32),
+    "v4_no_dropout": ("C'(32)>C(32)", "C'(32)>C(64)>C(64)>L(512)>L(128)>L'(10)",
+                      32),
+    "v4_stride2": ("C'(32)>S(32)",
+                   "C'(32)>D(0.3)>C(64)>D(0.3)>C(64)>L(512)>L(128)>L'(10)", 32),
+}
+
+
+def strings(config) -> tuple[str, str]:
+  """(encoder, classifier) notation of the config: config.arch's preset,
+  with config.encoder / config.classifier overriding either."""
+  arch = config.get("arch", "")
+  encoder, classifier = "", ""
+  if arch:
+    if arch not in PRESETS:
+      import difflib
+      near = difflib.get_close_matches(arch, list(PRESETS), n=1)
+      raise UserError(f"config.arch={arch!r} is not a seed 002 preset"
+                      + (f" (did you mean {near[0]!r}?)" if near else
+                         f" ({', '.join(PRESETS)})"))
+    encoder, classifier, _ = PRESETS[arch]
+  encoder = config.get("encoder", "") or encoder
+  classifier = config.get("classifier", "") or classifier
+  for field, text in (("encoder", encoder), ("classifier", classifier)):
+    if not text:
+      raise UserError(f"config.model='notation' needs config.arch (a seed "
+                      f"002 preset: {', '.join(PRESETS)}) or config.{field}")
+  return encoder, classifier
+
+
+def layers_of(config, num_classes: int | None = None
+              ) -> tuple[tuple[Layer, ...], tuple[Layer, ...]]:
+  """Parsed and checked (encoder, classifier) layers for the config's image
+  size; num_classes: the classifier's output width to check against."""
+  encoder_text, classifier_text = strings(config)
+  encoder = parse(encoder_text, "encoder")
+  classifier = parse(classifier_text, "classifier")
+  from_preset = not config.get("classifier", "")
+  last = next((l for l in reversed(classifier) if l.kind != "D"), None)
+  if last is None or last.kind not in ("L'", "L"):
+    raise UserError(f"config.classifier={classifier_text!r}: its last layer "
+                    "is the output and must be linear (L'(classes))")
+  if num_classes is not None and last.size != num_classes:
+    if not from_preset:
+      raise UserError(f"config.classifier={classifier_text!r} ends in "
+                      f"{last}, but the data has {num_classes} classes")
+    index = len(classifier) - 1 - classifier[::-1].index(last)
+    classifier = (*classifier[:index], Layer(last.kind, num_classes),
+                  *classifier[index + 1:])
+  _check_shapes(config.image_size, encoder, classifier, encoder_text,
+                classifier_text)
+  return encoder, classifier
+
+
+def _check_shapes(image_size: int, encoder, classifier, encoder_text,
+                  classifier_text) -> None:
+  """The spatial size must stay >= 1 through every pool and stride, and no
+  conv may follow a linear layer (the classifier must fit the encoder)."""
+  size, flat = image_size, False
+  for field, text, layers in (("encoder", encoder_text, encoder),
+                              ("classifier", classifier_text, classifier)):
+    for layer in layers:
+      if layer.kind in ("C", "C'", "S"):
+        if flat:
+          where = ("its input is the encoder's flat output" if field ==
+                   "classifier" and layer is layers[0] else
+                   "it follows a linear layer")
+          raise UserError(f"config.{field}={text!r}: {layer} cannot take a "
+                          f"vector ({where}); the classifier must fit the "
+                          "encoder's output")
+        if layer.kind in ("C", "S"):
+          size //= 2
+          if size < 1:
+            raise UserError(
+                f"config.{field}={text!r}: {layer} halves the image below "
+                f"1 px (config.image_size={image_size} is too small for "
+                "this many poolings)")
+      elif layer.kind in ("L", "L'"):
+        flat = True
+
+
+class Stack(nn.Module):
+  """A sequence of notation layers; convs are named conv1, conv2, ..., linear
+  layers fc1, fc2, ..., in order."""
+  layers: tuple[Layer, ...]
+  kernel_init: str = "torch"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    convs = denses = 0
+    for layer in self.layers:
+      if layer.kind == "D":
+        x = nn.Dropout(layer.size, deterministic=not train)(x)
+      elif layer.kind in ("C", "C'", "S"):
+        convs += 1
+        stride = 2 if layer.kind == "S" else 1
+        x = nn.Conv(layer.size, (3, 3), strides=stride, padding=1,
+                    dtype=self.dtype, name=f"conv{convs}",
+                    **_inits(self.kernel_init, x.shape[-1] * 9))(x)
+        x = nn.relu(x)
+        if layer.kind == "C":
+          x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      else:
+        denses += 1
+        x = x.reshape(x.shape[0], -1)
+        x = nn.Dense(layer.size, dtype=self.dtype, name=f"fc{denses}",
+                     **_inits(self.kernel_init, x.shape[-1]))(x)
+        if layer.kind == "L":
+          x = nn.relu(x)
+    return x
+
+
+class NotationClassifier(BodyHead):
+  """Encoder (body) then classifier (head)."""
+  encoder: tuple[Layer, ...]
+  classifier: tuple[Layer, ...]
+  kernel_init: str = "torch"
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    self.body = Stack(self.encoder, self.kernel_init, self.dtype)
+    self.head = Stack(self.classifier, self.kernel_init, self.dtype)
+
+  def classify_features(self, features, train: bool = False):
+    return self.head(features, train).astype(jnp.float32)
+
+
+def build(config, num_classes: int, *, dtype: Any,
+          frozen_norms: tuple[str, ...] = ()) -> NotationClassifier:
+  check_frozen_norms(frozen_norms, (), "notation")
+  encoder, classifier = layers_of(config, num_classes)
+  return NotationClassifier(encoder, classifier, config.kernel_init, dtype)
+
+
+def validate(config) -> None:
+  layers_of(config)
+
+
+SPEC = ModelSpec(
+    name="notation",
+    build=build,
+    input_channels=3,
+    min_image_size=1,  # checked per architecture (layers_of)
+    freeze_presets={"none": ((".*", True),),
+                    "head": (("body/.*", False), ("head/.*", True))},
+    default_dropout=0.0,
+    description="seed 002's small networks in its notation (config.arch, "
+                "config.encoder, config.classifier)",
+    pretrained_inits=("checkpoint",),
+    validate=validate,
+)
