@@ -25,6 +25,14 @@ def get_config(arg=None):
   # What to train: 'classifier' (AlexNet body + 2304->500->10 head) or
   # 'autoencoder' (AlexNet body as encoder + a decoder, MSE reconstruction).
   config.task = "classifier"
+  # task='joint' (seed 002): a classifier and a decoder on one encoder,
+  # loss = alpha * cross-entropy + beta * reconstruction MSE (model
+  # 'notation'); seed 002's gamma (L2 on the weights) is kernel_l2 and
+  # bias_l2 below. beta=0 still builds (and reports) the decoder; task=
+  # 'classifier' with the same model is the seed's "no decoder" arm.
+  config.joint = ml_collections.ConfigDict()
+  config.joint.alpha = 1.0
+  config.joint.beta = 1.0
   config.seed = 0  # model init, data order and augmentation all derive from it
   # Models trained side by side in one compiled program (jax.vmap over a seed
   # axis): seeds seed, seed+1, ..., each with its own init, data order and

@@ -23,7 +23,7 @@ import ml_collections
 
 from jaxtransfer.errors import UserError
 
-TASKS = ("classifier", "autoencoder")
+TASKS = ("classifier", "autoencoder", "joint")
 INITS = ("random", "autoencoder", "imagenet", "checkpoint")
 VALIDATION_SPLITS = ("test", "holdout")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -63,7 +63,8 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "augment.rrc_ratio": [3.0 / 4.0, 4.0 / 3.0],
     "active.strategy": "", "active.initial": 750, "active.query_size": 50,
     "active.budget": 1000, "reinit": [], "stages": [],
-    "arch": "", "encoder": "", "classifier": "",
+    "arch": "", "encoder": "", "classifier": "", "joint.alpha": 1.0,
+    "joint.beta": 1.0,
 }
 # ... and fields those runs had that are gone, with the value that the new
 # fields above reproduce.
@@ -227,6 +228,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   _one_of(config, "task", TASKS)
   spec = models.get_spec(config.model)
+  if config.task == "joint" and spec.build_joint is None:
+    joint = [n for n, s in models.MODELS.items() if s.build_joint is not None]
+    raise UserError(f"config.task='joint' needs a model with a decoder "
+                    f"({', '.join(joint)}); config.model={config.model!r} "
+                    "has none")
   _one_of(config, "init", INITS)
   if config.init != "random":
     _require(config.init in spec.pretrained_inits, "init", config.init,
@@ -302,6 +308,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.validation == "holdout" and not config.get("holdout_fraction"):
     _require(config.holdout_size >= 1, "holdout_size", config.holdout_size,
              "validation='holdout' needs at least one held-out example")
+  if config.task == "joint":
+    alpha, beta = config.joint.alpha, config.joint.beta
+    for field, value in (("joint.alpha", alpha), ("joint.beta", beta)):
+      _require(value >= 0, field, value, "a loss weight is >= 0")
+    _require(alpha > 0 or beta > 0, "joint.alpha", alpha,
+             "alpha=beta=0 trains nothing (set alpha, beta or both > 0)")
   if config.task == "autoencoder":
     _require(config.init == "random", "init", config.init,
              "the autoencoder task trains from a random initialisation")

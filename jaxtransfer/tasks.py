@@ -58,6 +58,41 @@ class ReconstructionTask:
             **_regularization(sums, count)}
 
 
+@dataclasses.dataclass(frozen=True)
+class JointTask:
+  """Seed 002: loss = alpha * cross-entropy + beta * reconstruction MSE, from
+  one encoder (outputs {'logits', 'reconstruction'}; the reconstruction's
+  target is the model's input, normalised). `loss` is the weighted sum;
+  each term is reported on its own (classification_loss,
+  reconstruction_loss), with the accuracy."""
+  alpha: float = 1.0
+  beta: float = 1.0
+  name: str = "joint"
+  sum_names: tuple[str, ...] = ("loss_sum", "ce_sum", "mse_sum", "correct",
+                                "count")
+
+  def loss_and_sums(self, outputs, inputs, labels, weights):
+    logits = outputs["logits"]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    mse = jnp.mean(jnp.square(outputs["reconstruction"]
+                              - inputs.astype(jnp.float32)), axis=(1, 2, 3))
+    losses = self.alpha * ce + self.beta * mse
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    count = jnp.sum(weights)
+    sums = {"loss_sum": jnp.sum(losses * weights),
+            "ce_sum": jnp.sum(ce * weights), "mse_sum": jnp.sum(mse * weights),
+            "correct": jnp.sum(correct * weights), "count": count}
+    return sums["loss_sum"] / jnp.maximum(count, 1.0), sums
+
+  def summarize(self, sums: dict[str, Any]) -> dict[str, float]:
+    count = max(float(sums["count"]), 1.0)
+    return {"loss": float(sums["loss_sum"]) / count,
+            "classification_loss": float(sums["ce_sum"]) / count,
+            "reconstruction_loss": float(sums["mse_sum"]) / count,
+            "accuracy": float(sums["correct"]) / count,
+            **_regularization(sums, count)}
+
+
 def _regularization(sums: dict[str, Any], count: float) -> dict[str, float]:
   """With a regulariser (training only): `loss` stays the data term, as the
   validation loss; `regularization` is the mean penalty over the epoch's
@@ -70,7 +105,11 @@ def _regularization(sums: dict[str, Any], count: float) -> dict[str, float]:
 
 
 def make_task(config):
-  return ReconstructionTask() if config.task == "autoencoder" else ClassificationTask()
+  if config.task == "autoencoder":
+    return ReconstructionTask()
+  if config.task == "joint":
+    return JointTask(float(config.joint.alpha), float(config.joint.beta))
+  return ClassificationTask()
 
 
 def zero_sums(task) -> dict[str, jax.Array]:

@@ -118,6 +118,12 @@ def make_model(config, num_classes: int,
           f"decoder mirrors its body); config.model={name!r} has none")
     check_image_size(config.image_size)
     return Autoencoder(config.image_size, config.kernel_init, dtype)
+  if getattr(config, "task", "classifier") == "joint":
+    if spec.build_joint is None:
+      joint = [n for n, s in MODELS.items() if s.build_joint is not None]
+      raise UserError(f"config.task='joint' needs a model with a decoder "
+                      f"({', '.join(joint)}); config.model={name!r} has none")
+    return spec.build_joint(config, num_classes, dtype=dtype)
   if config.image_size < spec.min_image_size:
     raise UserError(
         f"config.image_size={config.image_size} is too small for "

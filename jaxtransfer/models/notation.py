@@ -26,7 +26,9 @@ import re
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxtransfer.errors import UserError
 from jaxtransfer.models.common import (BodyHead, ModelSpec, _inits,
@@ -242,11 +244,78 @@ class NotationClassifier(BodyHead):
     return self.head(features, train).astype(jnp.float32)
 
 
+class MirrorDecoder(nn.Module):
+  """The encoder mirrored: layer i of the decoder maps encoder layer i's
+  output back to that layer's input shape, in reverse order. A linear layer
+  becomes linear + ReLU to its input's size (reshaped to its input's map);
+  a C or S (which halved the size) a bilinear 2x resize then a 3x3 conv; a
+  C' a 3x3 conv. Widths are the encoder's own in reverse; the last layer
+  predicts the normalised pixels (no ReLU). Resize + conv, as the AlexNet
+  autoencoder's decoder (XLA's transposed convolutions measured 2x slower on
+  CPU, benchmarks/decoder.py)."""
+  encoder: tuple[Layer, ...]
+  input_shape: tuple[int, int, int]  # the encoder's input (H, W, C)
+  kernel_init: str = "torch"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    shapes, shape = [], tuple(self.input_shape)  # each layer's input shape
+    for layer in self.encoder:
+      if layer.kind == "D":
+        continue
+      shapes.append((layer, shape))
+      if layer.kind in ("L", "L'"):
+        shape = (layer.size,)
+      else:
+        size = shape[0] // 2 if layer.kind in ("C", "S") else shape[0]
+        shape = (size, size, layer.size)
+    for i, (layer, target) in enumerate(reversed(shapes), start=1):
+      last = i == len(shapes)
+      if layer.kind in ("L", "L'"):
+        x = x.reshape(x.shape[0], -1)
+        x = nn.Dense(int(np.prod(target)), dtype=self.dtype, name=f"fc{i}",
+                     **_inits(self.kernel_init, x.shape[-1]))(x)
+        x = x.reshape(x.shape[0], *target)
+      else:
+        if layer.kind in ("C", "S"):
+          x = jax.image.resize(x, (x.shape[0], target[0], target[1],
+                                   x.shape[-1]), "bilinear")
+        x = nn.Conv(target[-1], (3, 3), padding=1, dtype=self.dtype,
+                    name=f"deconv{i}",
+                    **_inits(self.kernel_init, x.shape[-1] * 9))(x)
+      if not last:
+        x = nn.relu(x)
+    return x.astype(jnp.float32)
+
+
+class JointNotation(NotationClassifier):
+  """Seed 002's joint model: one encoder, a classifier and a decoder on it.
+  Returns {'logits', 'reconstruction'}."""
+  image_shape: tuple[int, int, int] = (32, 32, 3)
+
+  def setup(self):
+    super().setup()
+    self.decoder = MirrorDecoder(self.encoder, self.image_shape,
+                                 self.kernel_init, self.dtype)
+
+  def __call__(self, x, train: bool = False):
+    features = self.body(x, train)
+    return {"logits": self.classify_features(features, train),
+            "reconstruction": self.decoder(features)}
+
+
 def build(config, num_classes: int, *, dtype: Any,
           frozen_norms: tuple[str, ...] = ()) -> NotationClassifier:
   check_frozen_norms(frozen_norms, (), "notation")
   encoder, classifier = layers_of(config, num_classes)
   return NotationClassifier(encoder, classifier, config.kernel_init, dtype)
+
+
+def build_joint(config, num_classes: int, *, dtype: Any) -> JointNotation:
+  encoder, classifier = layers_of(config, num_classes)
+  return JointNotation(encoder, classifier, config.kernel_init, dtype,
+                       image_shape=(config.image_size, config.image_size, 3))
 
 
 def validate(config) -> None:
@@ -265,4 +334,5 @@ SPEC = ModelSpec(
                 "config.encoder, config.classifier)",
     pretrained_inits=("checkpoint",),
     validate=validate,
+    build_joint=build_joint,
 )
