@@ -1,0 +1,40 @@
+"""Seed 002's experiment 4: the v4 model, its regularisation steps and the
+arms that test the autoencoder's value, 40 epochs (common.py):
+
+  no_dropout    82.92   the first v4 (overfits)
+  dropout       83.56   + dropout 0.3 after the classifier's conv1, conv2
+  dropout_l2    85.69   + gamma = 0.001 L2 on the weights (kernel_l2, bias_l2)
+  stride2       82.99   the encoder's pool replaced by a stride-2 conv
+  beta0         84.01   dropout + L2, beta = 0 (the decoder still built)
+  no_decoder    85.27   dropout + L2, no decoder at all (task='classifier')
+
+  python -m jaxtransfer.main --config=configs/joint/v4.py --workdir=workdirs/joint_v4
+  python -m jaxtransfer.main --config=configs/joint/v4.py:smoke --workdir=/tmp/jt/joint_v4
+
+Argument arms=a+b runs only those arms (e.g. arms=dropout_l2+beta0+no_decoder).
+"""
+
+from configs.joint import common
+
+GAMMA = {"kernel_l2": 0.001, "bias_l2": 0.001}
+ARMS = {
+    "no_dropout": ("v4_no_dropout", 82.92, {}),
+    "dropout": ("v4", 83.56, {}),
+    "dropout_l2": ("v4", 85.69, GAMMA),
+    "stride2": ("v4_stride2", 82.99, GAMMA),
+    "beta0": ("v4", 84.01, {**GAMMA, "joint.beta": 0.0}),
+    "no_decoder": ("v4", 85.27, {**GAMMA, "task": "classifier"}),
+}
+
+
+def get_config(arg=None):
+  config, arg = common.seed002_config(arg, arms="+".join(ARMS))
+  arms = []
+  for name in arg.arms.split("+"):
+    if name not in ARMS:
+      from jaxtransfer.errors import UserError
+      raise UserError(f"config argument arms: {name!r} is not one of "
+                      f"{', '.join(ARMS)}")
+    arch, accuracy, overrides = ARMS[name]
+    arms.append(common.row(name, arch, accuracy, **overrides))
+  return common.as_study(config, arms)

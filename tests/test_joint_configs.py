@@ -1,0 +1,42 @@
+"""configs/joint/: seed 002's tables as studies; every arm's config is built
+and validated (study_plan.plan_study) and carries its row's settings."""
+
+import pytest
+
+from configs.joint import common, v1, v2, v3, v4
+from jaxtransfer import study_plan
+from jaxtransfer.errors import UserError
+from jaxtransfer.models import notation
+
+
+@pytest.mark.parametrize("module, arms", [(v1, 6), (v2, 8), (v3, 8), (v4, 6)])
+def test_every_row_is_a_valid_arm(module, arms):
+  config = module.get_config("smoke")
+  plan, runs, _ = study_plan.plan_study(config, "/nonexistent/never/written")
+  assert len(runs) == arms
+  assert plan["columns"] == list(common.COLUMNS)
+  for entry, run in runs:
+    assert entry["status"] == "planned"
+    encoder, classifier, size = notation.PRESETS[run.arch]
+    assert entry["notes"]["encoder"] == encoder
+    assert run.image_size == size
+    # The seed's recipe.
+    assert (run.optimizer, run.learning_rate, run.momentum) == ("sgd", 0.01, 0.9)
+    assert run.weight_decay == 1e-4 and run.augment.hflip
+
+
+def test_v4_arms_are_the_seeds_rows():
+  runs = {entry["name"]: run for entry, run in study_plan.plan_study(
+      v4.get_config(""), "/nonexistent")[1]}
+  assert runs["dropout_l2"].kernel_l2 == runs["dropout_l2"].bias_l2 == 0.001
+  assert runs["dropout"].kernel_l2 == 0.0
+  assert runs["beta0"].joint.beta == 0.0 and runs["beta0"].task == "joint"
+  assert runs["no_decoder"].task == "classifier"
+  assert runs["stride2"].arch == "v4_stride2"
+  assert runs["no_dropout"].arch == "v4_no_dropout"
+  assert {r.num_epochs for r in runs.values()} == {40}
+  assert {r.lr_step_epochs for r in runs.values()} == {10}
+  with pytest.raises(UserError, match="'dropout_l3' is not one of"):
+    v4.get_config("arms=dropout_l3")
+  beta0 = [a for a in v2.get_config("").study.arms if a["name"] == "v2-beta0"]
+  assert beta0[0]["arch"] == "v2_beta0"
