@@ -82,6 +82,9 @@ def get_config(arg=None):
   # 'dataset' (per-channel mean/std of the training images, computed once
   # and recorded in metrics.jsonl) or 'none'.
   config.normalization = "imagenet"
+  # A corruption applied once on the host to every split read, e.g.
+  # 'gaussian_blur:1.0' (seed 002's blurred CIFAR-10; corruptions.py).
+  config.corruption = ""
 
   # Augmentation of training images, on the device, fresh every step.
   config.augment = ml_collections.ConfigDict()

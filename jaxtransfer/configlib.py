@@ -63,7 +63,8 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "augment.rrc_ratio": [3.0 / 4.0, 4.0 / 3.0],
     "active.strategy": "", "active.initial": 750, "active.query_size": 50,
     "active.budget": 1000, "reinit": [], "stages": [],
-    "arch": "", "encoder": "", "classifier": "", "joint.alpha": 1.0,
+    "corruption": "", "arch": "", "encoder": "", "classifier": "",
+    "joint.alpha": 1.0,
     "joint.beta": 1.0,
 }
 # ... and fields those runs had that are gone, with the value that the new
@@ -212,6 +213,8 @@ def validate_data_fields(config) -> None:
                 "stored_size"):
     _require(config[field] >= 0, field, config[field],
              "must be 0 (all) or a positive count")
+  from jaxtransfer import corruptions
+  corruptions.parse(config.get("corruption", ""))
   fraction = config.get("holdout_fraction", 0.0)
   _require(0.0 <= fraction < 1.0, "holdout_fraction", fraction,
            "must be in [0, 1) (0: use holdout_size)")

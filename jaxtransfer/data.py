@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtransfer import configlib, dataset_spec
+from jaxtransfer import configlib, corruptions, dataset_spec
 from jaxtransfer.dataset_spec import open_builder, resolve_data_dir  # noqa: F401
 from jaxtransfer.errors import UserError
 
@@ -280,8 +280,11 @@ def _load(config, builder, spec: dataset_spec.Spec, validation_only: bool,
       indices = np.sort(rng.choice(indices, sample, replace=False))
     if not len(indices):
       raise UserError(f"{where} has no examples of the selected classes")
-    return _decode(source(split), indices, spec.class_map, spec.stored_shape,
-                   resize, chunk, where)
+    read_split = _decode(source(split), indices, spec.class_map,
+                         spec.stored_shape, resize, chunk, where)
+    return Split(corruptions.apply(read_split.images,
+                                   config.get("corruption", "")),
+                 read_split.labels)
 
   train_where = f"config.train_split={config.train_split!r}"
   val_where = f"config.val_split={config.val_split!r}"

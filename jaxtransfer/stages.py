@@ -50,7 +50,7 @@ FIXED_FIELDS = frozenset({
     "stages", "study", "active", "dataset", "data_dir", "train_split",
     "val_split", "stored_size", "stored_resize", "train_subset",
     "train_sample", "validation", "holdout_size", "holdout_fraction",
-    "val_subset", "classes", "class_fraction", "normalization",
+    "val_subset", "classes", "class_fraction", "normalization", "corruption",
 })
 
 

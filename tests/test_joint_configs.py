@@ -3,13 +3,14 @@ and validated (study_plan.plan_study) and carries its row's settings."""
 
 import pytest
 
-from configs.joint import common, v1, v2, v3, v4
+from configs.joint import blurred, common, v1, v2, v3, v4
 from jaxtransfer import study_plan
 from jaxtransfer.errors import UserError
 from jaxtransfer.models import notation
 
 
-@pytest.mark.parametrize("module, arms", [(v1, 6), (v2, 8), (v3, 8), (v4, 6)])
+@pytest.mark.parametrize("module, arms", [(v1, 6), (v2, 8), (v3, 8), (v4, 6),
+                                          (blurred, 2)])
 def test_every_row_is_a_valid_arm(module, arms):
   config = module.get_config("smoke")
   plan, runs, _ = study_plan.plan_study(config, "/nonexistent/never/written")
@@ -40,3 +41,10 @@ def test_v4_arms_are_the_seeds_rows():
     v4.get_config("arms=dropout_l3")
   beta0 = [a for a in v2.get_config("").study.arms if a["name"] == "v2-beta0"]
   assert beta0[0]["arch"] == "v2_beta0"
+
+
+def test_blurred_pair():
+  runs = [run for _, run in study_plan.plan_study(
+      blurred.get_config("sigma=1.5"), "/nonexistent")[1]]
+  assert [r.joint.beta for r in runs] == [1.0, 0.0]
+  assert {r.corruption for r in runs} == {"gaussian_blur:1.5"}
