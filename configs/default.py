@@ -78,6 +78,10 @@ def get_config(arg=None):
   # examples kept (seeded by config.seed), e.g. {'bird': 0.5}.
   config.classes = ()
   config.class_fraction = ml_collections.ConfigDict()
+  # After the fractions: '' keeps the training set as it is; 'undersample'
+  # draws every class down to the smallest class's count; 'oversample'
+  # repeats the smaller classes up to the largest's (seed 002; seeded).
+  config.resample = ""
   # Normalisation after scaling to [0, 1]: 'imagenet' (ImageNet's mean/std),
   # 'dataset' (per-channel mean/std of the training images, computed once
   # and recorded in metrics.jsonl) or 'none'.
@@ -215,6 +219,9 @@ def get_config(arg=None):
   config.batch_size = 128
   config.num_epochs = 20
   config.eval_batch_size = 500
+  # Accuracy per class in the metrics (train_/val_class_accuracy, a list in
+  # label order) and the report (seed 002's constrained classes).
+  config.per_class_metrics = False
 
   # Autoencoder pre-training, used when init='autoencoder' and no
   # ae_checkpoint is given (data and model fields are shared with the above).

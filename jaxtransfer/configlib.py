@@ -63,7 +63,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "augment.rrc_ratio": [3.0 / 4.0, 4.0 / 3.0],
     "active.strategy": "", "active.initial": 750, "active.query_size": 50,
     "active.budget": 1000, "reinit": [], "stages": [],
-    "corruption": "", "arch": "", "encoder": "", "classifier": "",
+    "corruption": "", "per_class_metrics": False, "resample": "", "arch": "", "encoder": "", "classifier": "",
     "joint.alpha": 1.0,
     "joint.beta": 1.0,
 }
@@ -209,6 +209,7 @@ def validate_data_fields(config) -> None:
   _one_of(config, "validation", VALIDATION_SPLITS)
   _one_of(config, "stored_resize", STORED_RESIZE)
   _one_of(config, "normalization", NORMALIZATIONS)
+  _one_of(config, "resample", ("", "undersample", "oversample"))
   for field in ("train_subset", "train_sample", "val_subset", "holdout_size",
                 "stored_size"):
     _require(config[field] >= 0, field, config[field],

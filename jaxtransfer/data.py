@@ -185,6 +185,29 @@ def _decode(source, indices: np.ndarray, class_map: np.ndarray,
   return Split(images, labels)
 
 
+def resample(split: Split, mode: str, seed: int) -> Split:
+  """Seed 002's answers to constrained classes: 'undersample' draws every
+  class down to the smallest class's count, 'oversample' repeats each
+  smaller class whole (then a random part) up to the largest's; '' keeps
+  the split. Seeded by config.seed; examples stay in dataset order."""
+  if not mode:
+    return split
+  classes, counts = np.unique(split.labels, return_counts=True)
+  target = counts.min() if mode == "undersample" else counts.max()
+  rng = np.random.default_rng([seed, 0x2E5A])
+  chosen = []
+  for label, count in zip(classes, counts):
+    members = np.flatnonzero(split.labels == label)
+    if mode == "undersample":
+      chosen.append(rng.choice(members, target, replace=False))
+    else:
+      repeats, rest = divmod(int(target), int(count))
+      chosen += [np.tile(members, repeats), rng.choice(members, rest,
+                                                       replace=False)]
+  order = np.sort(np.concatenate(chosen), kind="stable")
+  return Split(split.images[order], split.labels[order])
+
+
 def _pixel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
   """Per-channel (mean, std) of uint8 images scaled to [0, 1], over every
   pixel (population std); exact integer sums, chunked to bound memory."""
@@ -311,6 +334,7 @@ def _load(config, builder, spec: dataset_spec.Spec, validation_only: bool,
     train = read(config.train_split, np.arange(cut), config.train_subset,
                  "train_subset", train_where, spec.fractions,
                  config.get("train_sample", 0))
+    train = resample(train, config.get("resample", ""), config.seed)
     if config.normalization == "dataset":
       pixel_stats = _pixel_stats(train.images)
   return Dataset(train, val, len(spec.class_names), spec.class_names,

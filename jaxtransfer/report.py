@@ -268,6 +268,10 @@ def write_report(workdir: str) -> str:
   if own:
     lines += ["", "## The study's table (final epoch, mean ± std over seeds;"
               " accuracy in %)", ""] + own
+  per_class = report_columns.class_accuracy_lines(ran, metrics)
+  if per_class:
+    lines += ["", "## Validation accuracy per class (final epoch, mean ± std "
+              "over seeds, %)", ""] + per_class
   source = study.get("source")
   source_records = workdir_lib.read_metrics(os.path.join(workdir, source)
                                             ) if source else []

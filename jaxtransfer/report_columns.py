@@ -110,6 +110,33 @@ def cell(column: str, arm: dict, records: list[dict],
   return str(value)
 
 
+def class_accuracy_lines(arms: list[dict], metrics: dict[str, list[dict]]
+                         ) -> list[str]:
+  """Validation accuracy per class (config.per_class_metrics): a row per
+  arm, the final epoch's, mean ± std over seeds, in %; [] without any."""
+  rows, names = [], None
+  for arm in arms:
+    records = metrics.get(arm["name"]) or []
+    finals = {}
+    for record in records:
+      if "val_class_accuracy" in record:
+        finals[record.get("seed", 0)] = record  # the last epoch's wins
+    if not finals:
+      continue
+    names = names or next(iter(finals.values())).get("class_names")
+    values = np.array([[np.nan if v is None else 100 * v for v in
+                        r["val_class_accuracy"]] for r in finals.values()])
+    rows.append(f"| {arm['name']} | " + " | ".join(
+        f"{m:.1f} ± {s:.1f}" for m, s in zip(np.nanmean(values, 0),
+                                              np.nanstd(values, 0))) + " |")
+  if not rows:
+    return []
+  width = rows[0].count("±")
+  names = names or [str(i) for i in range(width)]
+  return ["| arm | " + " | ".join(names) + " |",
+          "|---|" + "---|" * width, *rows]
+
+
 def table_lines(workdir: str, study: dict, metrics: dict[str, list[dict]]
                 ) -> list[str]:
   """The study's own table (a markdown list of lines), or [] without one."""

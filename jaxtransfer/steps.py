@@ -372,7 +372,7 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
   frozen_norms = models.frozen_norm_paths(variable_shapes.get("batch_stats", {}),
                                           trainable)
   model = models.make_model(config, num_classes, frozen_norms=frozen_norms)
-  task = tasks.make_task(config)
+  task = tasks.make_task(config, num_classes)
   base_tx, schedule = optimizers.make_optimizer(config, steps_per_epoch)
   tx = freezing.make_optimizer(base_tx, trainable)
   regularizer = None
@@ -431,7 +431,8 @@ def abstract_state(init_state, keys, setup: Setup):
 
 def seed_records(task, sums, prefix: str) -> list[dict[str, float]]:
   """Per-seed summaries of stacked metric sums."""
-  sums = jax.tree.map(np.atleast_1d, sums)
+  if np.ndim(sums["count"]) == 0:  # one model's, not stacked over seeds
+    sums = jax.tree.map(lambda value: np.asarray(value)[None], sums)
   count = len(sums["count"])
   return [{f"{prefix}_{k}": v for k, v in task.summarize(
       {name: value[i] for name, value in sums.items()}).items()}

@@ -101,7 +101,7 @@ class _DatasetCache:
   def _key(config) -> str:
     fields = configlib.to_dict(config)
     key = {f: fields.get(f) for f in DATA_FIELDS}
-    if key["class_fraction"] or key["train_sample"]:
+    if key["class_fraction"] or key["train_sample"] or key["resample"]:
       key["seed"] = fields["seed"]  # which examples a fraction/sample keeps
     return json.dumps(key, sort_keys=True)
 

@@ -29,7 +29,8 @@ SOURCE_SUBDIR = "source"
 DATA_FIELDS = ("dataset", "data_dir", "train_split", "val_split",
                "stored_size", "stored_resize", "train_subset", "train_sample",
                "validation", "holdout_size", "holdout_fraction", "val_subset",
-               "classes", "class_fraction", "normalization", "corruption")
+               "classes", "class_fraction", "normalization", "corruption",
+               "resample")
 
 
 def is_study(config) -> bool:

@@ -13,14 +13,41 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+
+def _class_sums(num_classes: int, correct, labels, weights) -> dict:
+  """Per-class correct and count ([num_classes] each), or {} when 0."""
+  if not num_classes:
+    return {}
+  one_hot = jax.nn.one_hot(labels, num_classes) * weights[:, None]
+  return {"class_correct": jnp.sum(one_hot * correct[:, None], axis=0),
+          "class_count": jnp.sum(one_hot, axis=0)}
+
+
+def _class_accuracy(sums) -> dict[str, list]:
+  """class_accuracy: per class (None for a class with no examples)."""
+  if "class_count" not in sums:
+    return {}
+  correct, count = np.asarray(sums["class_correct"]), np.asarray(sums["class_count"])
+  return {"class_accuracy": [float(c) / float(n) if n else None
+                             for c, n in zip(correct, count)]}
 
 
 @dataclasses.dataclass(frozen=True)
 class ClassificationTask:
-  """Cross-entropy on integer labels; reports loss and accuracy."""
+  """Cross-entropy on integer labels; reports loss and accuracy (and with
+  num_classes > 0 the accuracy per class, config.per_class_metrics)."""
   name: str = "classifier"
-  sum_names: tuple[str, ...] = ("loss_sum", "correct", "count")
+  num_classes: int = 0
+
+  @property
+  def sum_shapes(self) -> dict[str, tuple]:
+    per_class = ({"class_correct": (self.num_classes,),
+                  "class_count": (self.num_classes,)}
+                 if self.num_classes else {})
+    return {"loss_sum": (), "correct": (), "count": (), **per_class}
 
   def loss_and_sums(self, logits, inputs, labels, weights):
     del inputs
@@ -28,21 +55,22 @@ class ClassificationTask:
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     count = jnp.sum(weights)
     sums = {"loss_sum": jnp.sum(losses * weights),
-            "correct": jnp.sum(correct * weights), "count": count}
+            "correct": jnp.sum(correct * weights), "count": count,
+            **_class_sums(self.num_classes, correct, labels, weights)}
     return sums["loss_sum"] / jnp.maximum(count, 1.0), sums
 
   def summarize(self, sums: dict[str, Any]) -> dict[str, float]:
     count = max(float(sums["count"]), 1.0)
     return {"loss": float(sums["loss_sum"]) / count,
             "accuracy": float(sums["correct"]) / count,
-            **_regularization(sums, count)}
+            **_class_accuracy(sums), **_regularization(sums, count)}
 
 
 @dataclasses.dataclass(frozen=True)
 class ReconstructionTask:
   """Mean squared error between the reconstruction and the model's input."""
   name: str = "autoencoder"
-  sum_names: tuple[str, ...] = ("loss_sum", "count")
+  sum_shapes = {"loss_sum": (), "count": ()}
 
   def loss_and_sums(self, reconstruction, inputs, labels, weights):
     del labels
@@ -68,8 +96,12 @@ class JointTask:
   alpha: float = 1.0
   beta: float = 1.0
   name: str = "joint"
-  sum_names: tuple[str, ...] = ("loss_sum", "ce_sum", "mse_sum", "correct",
-                                "count")
+  num_classes: int = 0
+
+  @property
+  def sum_shapes(self) -> dict[str, tuple]:
+    return {"ce_sum": (), "mse_sum": (),
+            **ClassificationTask(num_classes=self.num_classes).sum_shapes}
 
   def loss_and_sums(self, outputs, inputs, labels, weights):
     logits = outputs["logits"]
@@ -81,7 +113,8 @@ class JointTask:
     count = jnp.sum(weights)
     sums = {"loss_sum": jnp.sum(losses * weights),
             "ce_sum": jnp.sum(ce * weights), "mse_sum": jnp.sum(mse * weights),
-            "correct": jnp.sum(correct * weights), "count": count}
+            "correct": jnp.sum(correct * weights), "count": count,
+            **_class_sums(self.num_classes, correct, labels, weights)}
     return sums["loss_sum"] / jnp.maximum(count, 1.0), sums
 
   def summarize(self, sums: dict[str, Any]) -> dict[str, float]:
@@ -90,7 +123,7 @@ class JointTask:
             "classification_loss": float(sums["ce_sum"]) / count,
             "reconstruction_loss": float(sums["mse_sum"]) / count,
             "accuracy": float(sums["correct"]) / count,
-            **_regularization(sums, count)}
+            **_class_accuracy(sums), **_regularization(sums, count)}
 
 
 def _regularization(sums: dict[str, Any], count: float) -> dict[str, float]:
@@ -104,13 +137,18 @@ def _regularization(sums: dict[str, Any], count: float) -> dict[str, float]:
           "total_loss": float(sums["loss_sum"]) / count + penalty}
 
 
-def make_task(config):
+def make_task(config, num_classes: int = 0):
+  """The config's task; num_classes > 0 with config.per_class_metrics adds
+  the per-class accuracy."""
+  per_class = num_classes if config.get("per_class_metrics", False) else 0
   if config.task == "autoencoder":
     return ReconstructionTask()
   if config.task == "joint":
-    return JointTask(float(config.joint.alpha), float(config.joint.beta))
-  return ClassificationTask()
+    return JointTask(float(config.joint.alpha), float(config.joint.beta),
+                     num_classes=per_class)
+  return ClassificationTask(num_classes=per_class)
 
 
 def zero_sums(task) -> dict[str, jax.Array]:
-  return {name: jnp.zeros((), jnp.float32) for name in task.sum_names}
+  return {name: jnp.zeros(shape, jnp.float32)
+          for name, shape in task.sum_shapes.items()}

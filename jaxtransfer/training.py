@@ -407,6 +407,8 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
            if setup.augment.views_per_epoch > 1 else {}),
         "device_data_mb": round(dataset.nbytes / 2**20, 2),
         "val_examples": len(dataset.val),
+        **({"class_names": list(dataset.class_names)}
+           if config.get("per_class_metrics", False) else {}),
         "num_seeds": len(seeds),
         "devices": jax.device_count(),
         "processes": jax.process_count(),

@@ -3,14 +3,14 @@ and validated (study_plan.plan_study) and carries its row's settings."""
 
 import pytest
 
-from configs.joint import blurred, common, v1, v2, v3, v4
+from configs.joint import blurred, common, constrained, v1, v2, v3, v4
 from jaxtransfer import study_plan
 from jaxtransfer.errors import UserError
 from jaxtransfer.models import notation
 
 
 @pytest.mark.parametrize("module, arms", [(v1, 6), (v2, 8), (v3, 8), (v4, 6),
-                                          (blurred, 2)])
+                                          (blurred, 2), (constrained, 3)])
 def test_every_row_is_a_valid_arm(module, arms):
   config = module.get_config("smoke")
   plan, runs, _ = study_plan.plan_study(config, "/nonexistent/never/written")
@@ -48,3 +48,13 @@ def test_blurred_pair():
       blurred.get_config("sigma=1.5"), "/nonexistent")[1]]
   assert [r.joint.beta for r in runs] == [1.0, 0.0]
   assert {r.corruption for r in runs} == {"gaussian_blur:1.5"}
+
+
+def test_constrained_arms():
+  runs = {entry["name"]: run for entry, run in study_plan.plan_study(
+      constrained.get_config(""), "/nonexistent")[1]}
+  assert [r.resample for r in runs.values()] == ["", "undersample",
+                                                 "oversample"]
+  for run in runs.values():
+    assert dict(run.class_fraction) == constrained.FRACTIONS
+    assert run.per_class_metrics and run.kernel_l2 == 0.001
