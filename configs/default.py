@@ -33,6 +33,11 @@ def get_config(arg=None):
   config.joint = ml_collections.ConfigDict()
   config.joint.alpha = 1.0
   config.joint.beta = 1.0
+  # + delta * jigsaw: the image cut into jigsaw_grid x jigsaw_grid tiles,
+  # shuffled per image; the decoder reconstructs the original from the
+  # encoder's features of the jumbled image (the seed gives no grid size).
+  config.joint.delta = 0.0
+  config.joint.jigsaw_grid = 2
   config.seed = 0  # model init, data order and augmentation all derive from it
   # Models trained side by side in one compiled program (jax.vmap over a seed
   # axis): seeds seed, seed+1, ..., each with its own init, data order and

@@ -65,7 +65,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "active.budget": 1000, "reinit": [], "stages": [],
     "corruption": "", "per_class_metrics": False, "resample": "", "arch": "", "encoder": "", "classifier": "",
     "joint.alpha": 1.0,
-    "joint.beta": 1.0,
+    "joint.beta": 1.0, "joint.delta": 0.0, "joint.jigsaw_grid": 2,
 }
 # ... and fields those runs had that are gone, with the value that the new
 # fields above reproduce.
@@ -314,8 +314,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "validation='holdout' needs at least one held-out example")
   if config.task == "joint":
     alpha, beta = config.joint.alpha, config.joint.beta
-    for field, value in (("joint.alpha", alpha), ("joint.beta", beta)):
-      _require(value >= 0, field, value, "a loss weight is >= 0")
+    for field in ("alpha", "beta", "delta"):
+      value = config.joint[field]
+      _require(value >= 0, f"joint.{field}", value, "a loss weight is >= 0")
+    if config.joint.delta:
+      grid = config.joint.jigsaw_grid
+      _require(grid >= 2 and config.image_size % grid == 0,
+               "joint.jigsaw_grid", grid,
+               f"must be >= 2 and divide config.image_size="
+               f"{config.image_size} (the tiles are equal squares)")
     _require(alpha > 0 or beta > 0, "joint.alpha", alpha,
              "alpha=beta=0 trains nothing (set alpha, beta or both > 0)")
   if config.task == "autoencoder":

@@ -88,40 +88,52 @@ class ReconstructionTask:
 
 @dataclasses.dataclass(frozen=True)
 class JointTask:
-  """Seed 002: loss = alpha * cross-entropy + beta * reconstruction MSE, from
-  one encoder (outputs {'logits', 'reconstruction'}; the reconstruction's
-  target is the model's input, normalised). `loss` is the weighted sum;
+  """Seed 002: loss = alpha * cross-entropy + beta * reconstruction MSE
+  (+ delta * the jigsaw reconstruction's MSE), from one encoder (outputs
+  {'logits', 'reconstruction'[, 'jigsaw_reconstruction']}; the target of
+  both reconstructions is the model's input, normalised). `loss` is the weighted sum;
   each term is reported on its own (classification_loss,
   reconstruction_loss), with the accuracy."""
   alpha: float = 1.0
   beta: float = 1.0
+  delta: float = 0.0  # the jigsaw term's weight
   name: str = "joint"
   num_classes: int = 0
 
   @property
   def sum_shapes(self) -> dict[str, tuple]:
-    return {"ce_sum": (), "mse_sum": (),
+    jigsaw = {"jigsaw_sum": ()} if self.delta else {}
+    return {"ce_sum": (), "mse_sum": (), **jigsaw,
             **ClassificationTask(num_classes=self.num_classes).sum_shapes}
 
   def loss_and_sums(self, outputs, inputs, labels, weights):
     logits = outputs["logits"]
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    mse = jnp.mean(jnp.square(outputs["reconstruction"]
-                              - inputs.astype(jnp.float32)), axis=(1, 2, 3))
+    target = inputs.astype(jnp.float32)
+    mse = jnp.mean(jnp.square(outputs["reconstruction"] - target),
+                   axis=(1, 2, 3))
     losses = self.alpha * ce + self.beta * mse
+    jigsaw = {}
+    if self.delta:
+      jigsaw_mse = jnp.mean(jnp.square(outputs["jigsaw_reconstruction"]
+                                       - target), axis=(1, 2, 3))
+      losses = losses + self.delta * jigsaw_mse
+      jigsaw = {"jigsaw_sum": jnp.sum(jigsaw_mse * weights)}
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     count = jnp.sum(weights)
     sums = {"loss_sum": jnp.sum(losses * weights),
             "ce_sum": jnp.sum(ce * weights), "mse_sum": jnp.sum(mse * weights),
-            "correct": jnp.sum(correct * weights), "count": count,
+            "correct": jnp.sum(correct * weights), "count": count, **jigsaw,
             **_class_sums(self.num_classes, correct, labels, weights)}
     return sums["loss_sum"] / jnp.maximum(count, 1.0), sums
 
   def summarize(self, sums: dict[str, Any]) -> dict[str, float]:
     count = max(float(sums["count"]), 1.0)
+    jigsaw = ({"jigsaw_loss": float(sums["jigsaw_sum"]) / count}
+              if "jigsaw_sum" in sums else {})
     return {"loss": float(sums["loss_sum"]) / count,
             "classification_loss": float(sums["ce_sum"]) / count,
-            "reconstruction_loss": float(sums["mse_sum"]) / count,
+            "reconstruction_loss": float(sums["mse_sum"]) / count, **jigsaw,
             "accuracy": float(sums["correct"]) / count,
             **_class_accuracy(sums), **_regularization(sums, count)}
 
@@ -145,7 +157,7 @@ def make_task(config, num_classes: int = 0):
     return ReconstructionTask()
   if config.task == "joint":
     return JointTask(float(config.joint.alpha), float(config.joint.beta),
-                     num_classes=per_class)
+                     float(config.joint.delta), num_classes=per_class)
   return ClassificationTask(num_classes=per_class)
 
 

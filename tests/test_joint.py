@@ -86,13 +86,59 @@ def test_bad_joint_configs(overrides, message):
 def test_a_joint_run_logs_each_term(tmp_path):
   config = tiny_config(model="notation", arch="v4", task="joint",
                        image_size=32, train_subset=2560, val_subset=500,
-                       num_epochs=1, batch_size=64, **{"joint.beta": 0.5})
+                       num_epochs=1, batch_size=64,
+                       **{"joint.beta": 0.5, "joint.delta": 0.2})
   record = training.train_and_evaluate(config, str(tmp_path))[-1]
   for split in ("train", "val"):
     np.testing.assert_allclose(
         record[f"{split}_loss"],
         record[f"{split}_classification_loss"]
-        + 0.5 * record[f"{split}_reconstruction_loss"], rtol=1e-5)
+        + 0.5 * record[f"{split}_reconstruction_loss"]
+        + 0.2 * record[f"{split}_jigsaw_loss"], rtol=1e-5)
+  # Reconstructing the original from a jumbled image is the harder task.
+  assert record["val_jigsaw_loss"] > record["val_reconstruction_loss"]
   assert record["val_accuracy"] > 0.2  # it learned (chance: 0.1)
   # Normalised pixels have variance ~1: the decoder learned to reconstruct.
   assert record["val_reconstruction_loss"] < 0.5
+
+
+def test_jumble_moves_whole_tiles():
+  from jaxtransfer.models.notation import jumble
+  images = jnp.arange(2 * 4 * 4 * 1, dtype=jnp.float32).reshape(2, 4, 4, 1)
+  out = np.asarray(jumble(images, 2, jax.random.key(3)))
+  for b in range(2):
+    tiles = lambda x: sorted(x[i:i + 2, j:j + 2, 0].tobytes()
+                             for i in (0, 2) for j in (0, 2))
+    assert tiles(out[b]) == tiles(np.asarray(images[b]))  # same tiles
+  assert not np.array_equal(out, np.asarray(images))  # moved
+
+
+def test_jigsaw_term_by_hand():
+  rng = np.random.default_rng(1)
+  shape = (2, 4, 4, 3)
+  outputs = {"logits": jnp.asarray(rng.normal(size=(2, 3)), jnp.float32),
+             "reconstruction": jnp.asarray(rng.normal(size=shape), jnp.float32),
+             "jigsaw_reconstruction": jnp.asarray(rng.normal(size=shape),
+                                                  jnp.float32)}
+  inputs = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  labels, weights = jnp.array([1, 2]), jnp.ones(2)
+  plain, _ = tasks.JointTask(1.0, 0.5).loss_and_sums(outputs, inputs, labels,
+                                                     weights)
+  with_jigsaw, sums = tasks.JointTask(1.0, 0.5, 0.3).loss_and_sums(
+      outputs, inputs, labels, weights)
+  jigsaw = np.mean((np.asarray(outputs["jigsaw_reconstruction"])
+                    - np.asarray(inputs)) ** 2)
+  np.testing.assert_allclose(float(with_jigsaw - plain), 0.3 * jigsaw,
+                             rtol=1e-5)
+  np.testing.assert_allclose(
+      tasks.JointTask(1.0, 0.5, 0.3).summarize(sums)["jigsaw_loss"], jigsaw,
+      rtol=1e-6)
+
+
+def test_jigsaw_grid_must_divide_the_image():
+  config = tiny_config(model="notation", arch="v4", task="joint",
+                       image_size=32, **{"joint.delta": 1.0,
+                                         "joint.jigsaw_grid": 3})
+  with pytest.raises(UserError, match=r"config.joint.jigsaw_grid=3: must be "
+                     r">= 2 and divide config.image_size=32"):
+    configlib.validate(config)

@@ -289,10 +289,28 @@ class MirrorDecoder(nn.Module):
     return x.astype(jnp.float32)
 
 
+def jumble(images, grid: int, key):
+  """Seed 002's jigsaw input: each image [H, W, C] cut into grid x grid
+  tiles, the tiles of each image shuffled by its own permutation."""
+  b, h, w, c = images.shape
+  th, tw = h // grid, w // grid
+  tiles = images.reshape(b, grid, th, grid, tw, c).transpose(0, 1, 3, 2, 4, 5)
+  tiles = tiles.reshape(b, grid * grid, th, tw, c)
+  orders = jax.vmap(lambda k: jax.random.permutation(k, grid * grid))(
+      jax.random.split(key, b))
+  tiles = jnp.take_along_axis(tiles, orders[:, :, None, None, None], axis=1)
+  tiles = tiles.reshape(b, grid, grid, th, tw, c).transpose(0, 1, 3, 2, 4, 5)
+  return tiles.reshape(b, h, w, c)
+
+
 class JointNotation(NotationClassifier):
   """Seed 002's joint model: one encoder, a classifier and a decoder on it.
-  Returns {'logits', 'reconstruction'}."""
+  Returns {'logits', 'reconstruction'}, and with jigsaw_grid > 0 also
+  'jigsaw_reconstruction': the decoder's output for the jumbled image (tiles
+  shuffled per image: from the 'dropout' rng in training, a fixed key in
+  evaluation), whose target is the original."""
   image_shape: tuple[int, int, int] = (32, 32, 3)
+  jigsaw_grid: int = 0
 
   def setup(self):
     super().setup()
@@ -301,8 +319,14 @@ class JointNotation(NotationClassifier):
 
   def __call__(self, x, train: bool = False):
     features = self.body(x, train)
-    return {"logits": self.classify_features(features, train),
-            "reconstruction": self.decoder(features)}
+    outputs = {"logits": self.classify_features(features, train),
+               "reconstruction": self.decoder(features)}
+    if self.jigsaw_grid:
+      key = (self.make_rng("dropout") if train and self.has_rng("dropout")
+             else jax.random.key(0))
+      jumbled = jumble(x, self.jigsaw_grid, key)
+      outputs["jigsaw_reconstruction"] = self.decoder(self.body(jumbled, train))
+    return outputs
 
 
 def build(config, num_classes: int, *, dtype: Any,
@@ -314,8 +338,10 @@ def build(config, num_classes: int, *, dtype: Any,
 
 def build_joint(config, num_classes: int, *, dtype: Any) -> JointNotation:
   encoder, classifier = layers_of(config, num_classes)
+  jigsaw = config.joint.jigsaw_grid if config.joint.get("delta", 0.0) else 0
   return JointNotation(encoder, classifier, config.kernel_init, dtype,
-                       image_shape=(config.image_size, config.image_size, 3))
+                       image_shape=(config.image_size, config.image_size, 3),
+                       jigsaw_grid=jigsaw)
 
 
 def validate(config) -> None:
