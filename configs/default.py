@@ -152,6 +152,9 @@ def get_config(arg=None):
   config.arch = ""
   config.encoder = ""
   config.classifier = ""
+  # Seed 002's low-level-feature skip: the encoder's first layer's output
+  # through one conv, concatenated with its final output (model 'notation').
+  config.low_level_skip = False
   config.head_hidden = 500  # alexnet's head width
   # The head of the torchvision zoo (alexnet_torchvision, vgg*, resnet50,
   # densenet121): '' = the model's own (torchvision's classifier with N

@@ -63,7 +63,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "augment.rrc_ratio": [3.0 / 4.0, 4.0 / 3.0],
     "active.strategy": "", "active.initial": 750, "active.query_size": 50,
     "active.budget": 1000, "reinit": [], "stages": [],
-    "corruption": "", "per_class_metrics": False, "resample": "", "arch": "", "encoder": "", "classifier": "",
+    "corruption": "", "per_class_metrics": False, "low_level_skip": False, "resample": "", "arch": "", "encoder": "", "classifier": "",
     "joint.alpha": 1.0,
     "joint.beta": 1.0, "joint.delta": 0.0, "joint.jigsaw_grid": 2,
 }

@@ -51,7 +51,7 @@ FIXED_FIELDS = frozenset({
     "val_split", "stored_size", "stored_resize", "train_subset",
     "train_sample", "validation", "holdout_size", "holdout_fraction",
     "val_subset", "classes", "class_fraction", "normalization", "corruption",
-    "resample", "arch", "encoder", "classifier",
+    "resample", "arch", "encoder", "classifier", "low_level_skip",
 })
 
 

@@ -10,7 +10,7 @@ from jaxtransfer.models import notation
 
 
 @pytest.mark.parametrize("module, arms", [(v1, 6), (v2, 8), (v3, 8), (v4, 6),
-                                          (blurred, 2), (constrained, 3)])
+                                          (blurred, 2), (constrained, 5)])
 def test_every_row_is_a_valid_arm(module, arms):
   config = module.get_config("smoke")
   plan, runs, _ = study_plan.plan_study(config, "/nonexistent/never/written")
@@ -54,7 +54,8 @@ def test_constrained_arms():
   runs = {entry["name"]: run for entry, run in study_plan.plan_study(
       constrained.get_config(""), "/nonexistent")[1]}
   assert [r.resample for r in runs.values()] == ["", "undersample",
-                                                 "oversample"]
+                                                 "oversample", "", ""]
+  assert runs["jigsaw"].joint.delta == 1.0 and runs["skip"].low_level_skip
   for run in runs.values():
     assert dict(run.class_fraction) == constrained.FRACTIONS
     assert run.per_class_metrics and run.kernel_l2 == 0.001

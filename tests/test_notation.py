@@ -145,3 +145,17 @@ def test_a_notation_net_trains_on_cifar10(tmp_path):
   count = sum(int(np.prod(k)) + k[-1] for k in kernels.values())
   assert history[-1]["trainable_parameters"] == count
   assert history[-1]["val_accuracy"] > 0.2
+
+
+def test_low_level_skip_concatenates_the_first_layer():
+  # v4: conv1 (C', 32 px) -> skip conv, stride 2 to the 16 px output; the
+  # classifier takes 32 + 32 channels.
+  kernels = _kernels("v4", image_size=32, low_level_skip=True)
+  assert kernels["body/skip"] == (3, 3, 32, 32)
+  assert kernels["head/conv1"] == (3, 3, 64, 32)
+  # v2 ends in L(512): the skip (16 px after C(32)'s pool) is flattened.
+  kernels = _kernels("v2", image_size=32, low_level_skip=True)
+  assert kernels["head/fc1"] == (512 + 16 * 16 * 32, 128)
+  with pytest.raises(UserError, match="low_level_skip=True needs an encoder "
+                     "that starts with a convolution"):
+    _kernels("v1", image_size=32, low_level_skip=True)

@@ -167,6 +167,11 @@ def layers_of(config, num_classes: int | None = None
                   *classifier[index + 1:])
   _check_shapes(config.image_size, encoder, classifier, encoder_text,
                 classifier_text)
+  if config.get("low_level_skip", False) and encoder[0].kind not in (
+      "C", "C'", "S"):
+    raise UserError(f"config.low_level_skip=True needs an encoder that "
+                    f"starts with a convolution (config.encoder / arch: "
+                    f"{encoder_text!r} starts with {encoder[0]})")
   return encoder, classifier
 
 
@@ -199,15 +204,23 @@ def _check_shapes(image_size: int, encoder, classifier, encoder_text,
 
 class Stack(nn.Module):
   """A sequence of notation layers; convs are named conv1, conv2, ..., linear
-  layers fc1, fc2, ..., in order."""
+  layers fc1, fc2, ..., in order. With low_level_skip (seed 002's "network
+  modification" for constrained classes) the first layer's output also
+  goes through one 3x3 conv + ReLU (`skip`; strided down to the final map's
+  size, or flattened when the final output is a vector) and is concatenated
+  with the final output."""
   layers: tuple[Layer, ...]
   kernel_init: str = "torch"
   dtype: Any = jnp.float32
+  low_level_skip: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     convs = denses = 0
+    first = None
     for layer in self.layers:
+      if first is None and convs + denses == 1:
+        first = x
       if layer.kind == "D":
         x = nn.Dropout(layer.size, deterministic=not train)(x)
       elif layer.kind in ("C", "C'", "S"):
@@ -226,6 +239,17 @@ class Stack(nn.Module):
                      **_inits(self.kernel_init, x.shape[-1]))(x)
         if layer.kind == "L":
           x = nn.relu(x)
+    if self.low_level_skip:
+      first = x if first is None else first
+      stride = first.shape[1] // x.shape[1] if x.ndim == 4 else 1
+      low = nn.Conv(first.shape[-1], (3, 3), strides=max(stride, 1),
+                    padding=1, dtype=self.dtype, name="skip",
+                    **_inits(self.kernel_init, first.shape[-1] * 9))(first)
+      low = nn.relu(low)
+      if x.ndim == 4:
+        x = jnp.concatenate([x, low], axis=-1)
+      else:
+        x = jnp.concatenate([x, low.reshape(low.shape[0], -1)], axis=-1)
     return x
 
 
@@ -236,8 +260,11 @@ class NotationClassifier(BodyHead):
   kernel_init: str = "torch"
   dtype: Any = jnp.float32
 
+  low_level_skip: bool = False
+
   def setup(self):
-    self.body = Stack(self.encoder, self.kernel_init, self.dtype)
+    self.body = Stack(self.encoder, self.kernel_init, self.dtype,
+                      self.low_level_skip)
     self.head = Stack(self.classifier, self.kernel_init, self.dtype)
 
   def classify_features(self, features, train: bool = False):
@@ -333,14 +360,15 @@ def build(config, num_classes: int, *, dtype: Any,
           frozen_norms: tuple[str, ...] = ()) -> NotationClassifier:
   check_frozen_norms(frozen_norms, (), "notation")
   encoder, classifier = layers_of(config, num_classes)
-  return NotationClassifier(encoder, classifier, config.kernel_init, dtype)
+  return NotationClassifier(encoder, classifier, config.kernel_init, dtype,
+                            config.get("low_level_skip", False))
 
 
 def build_joint(config, num_classes: int, *, dtype: Any) -> JointNotation:
   encoder, classifier = layers_of(config, num_classes)
   jigsaw = config.joint.jigsaw_grid if config.joint.get("delta", 0.0) else 0
   return JointNotation(encoder, classifier, config.kernel_init, dtype,
-                       image_shape=(config.image_size, config.image_size, 3),
+                       config.get("low_level_skip", False), image_shape=(config.image_size, config.image_size, 3),
                        jigsaw_grid=jigsaw)
 
 
