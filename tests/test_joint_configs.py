@@ -9,7 +9,7 @@ from jaxtransfer.errors import UserError
 from jaxtransfer.models import notation
 
 
-@pytest.mark.parametrize("module, arms", [(v1, 6), (v2, 8), (v3, 8), (v4, 6),
+@pytest.mark.parametrize("module, arms", [(v1, 6), (v2, 8), (v3, 8), (v4, 7),
                                           (blurred, 2), (constrained, 5)])
 def test_every_row_is_a_valid_arm(module, arms):
   config = module.get_config("smoke")
@@ -35,8 +35,14 @@ def test_v4_arms_are_the_seeds_rows():
   assert runs["no_decoder"].task == "classifier"
   assert runs["stride2"].arch == "v4_stride2"
   assert runs["no_dropout"].arch == "v4_no_dropout"
+  from jaxtransfer import stages
+  (_, first), (_, second) = stages.stage_configs(runs["separate"], "/w")
+  assert (first.joint.alpha, first.joint.beta) == (0.0, 1.0)
+  assert (second.joint.alpha, second.joint.beta) == (1.0, 0.0)
+  assert second.init == "checkpoint" and first.freeze == second.freeze == "none"
   assert {r.num_epochs for r in runs.values()} == {40}
   assert {r.lr_step_epochs for r in runs.values()} == {10}
+  assert {r.lr_schedule for r in runs.values()} == {"step"}
   with pytest.raises(UserError, match="'dropout_l3' is not one of"):
     v4.get_config("arms=dropout_l3")
   beta0 = [a for a in v2.get_config("").study.arms if a["name"] == "v2-beta0"]

@@ -7,6 +7,11 @@ arms that test the autoencoder's value, 40 epochs (common.py):
   stride2       82.99   the encoder's pool replaced by a stride-2 conv
   beta0         84.01   dropout + L2, beta = 0 (the decoder still built)
   no_decoder    85.27   dropout + L2, no decoder at all (task='classifier')
+  separate      84.56   E2E=False: "separately (by setting alpha or beta =
+                        0)": stage 1 the autoencoder alone (alpha 0, beta 1),
+                        stage 2 the classifier from its encoder (alpha 1,
+                        beta 0); every layer stays trainable (a zero weight
+                        removes a term's gradient); the recipe per stage
 
   python -m jaxtransfer.main --config=configs/joint/v4.py --workdir=workdirs/joint_v4
   python -m jaxtransfer.main --config=configs/joint/v4.py:smoke --workdir=/tmp/jt/joint_v4
@@ -24,6 +29,9 @@ ARMS = {
     "stride2": ("v4_stride2", 82.99, GAMMA),
     "beta0": ("v4", 84.01, {**GAMMA, "joint.beta": 0.0}),
     "no_decoder": ("v4", 85.27, {**GAMMA, "task": "classifier"}),
+    "separate": ("v4", 84.56, {**GAMMA, "stages": (
+        {"name": "autoencoder", "joint.alpha": 0.0, "joint.beta": 1.0},
+        {"name": "classifier", "joint.alpha": 1.0, "joint.beta": 0.0})}),
 }
 
 
