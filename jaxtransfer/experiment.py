@@ -100,16 +100,24 @@ def train(config, workdir: str, *, fresh: bool = False) -> list[dict[str, Any]]:
 
 
 def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
-  """Saves `count` validation images and the autoencoder's reconstructions
-  of them (seed 0, latest checkpoint), both in [0, 1] at image_size, to
-  <run_dir>/reconstructions.npz, for the report's picture."""
+  """Saves validation images and the model's reconstructions of them (seed
+  0, latest checkpoint), both in [0, 1] at image_size, to
+  <run_dir>/reconstructions.npz, for the report's picture: the autoencoder's
+  first `count` images, or a joint model's (seed 002) first image of each
+  class."""
   import numpy as np
   from jaxtransfer import models, report
 
   params, step = checkpoints.load_params(run_dir)
   params = jax.tree.map(lambda a: a[0], params)
-  val = data.load_dataset(config, validation_only=True).val
-  model = models.make_model(config, num_classes=0)
+  dataset = data.load_dataset(config, validation_only=True)
+  val = dataset.val
+  joint = config.task == "joint"
+  if joint:  # one image per class, in label order
+    first = [np.flatnonzero(val.labels == c) for c in range(dataset.num_classes)]
+    val = data.Split(val.images[[f[0] for f in first if len(f)]], val.labels)
+    count = len(val.images)
+  model = models.make_model(config, num_classes=dataset.num_classes)
   records = workdir_lib.read_metrics(run_dir)
   stats = training.recorded_pixel_stats(records[-1] if records else None)
   mean, std = (np.asarray(v) for v in data.normalization_constants(
@@ -118,6 +126,8 @@ def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
                                config.image_size, tuple(mean), tuple(std),
                                channels=3)
   outputs = model.apply({"params": params}, inputs, train=False)
+  if joint:
+    outputs = outputs["reconstruction"]
   unnormalise = lambda x: np.asarray(x, np.float32) * std + mean
   path = os.path.join(run_dir, report.RECONSTRUCTIONS_FILE)
   np.savez_compressed(path, inputs=unnormalise(inputs),

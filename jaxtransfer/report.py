@@ -28,7 +28,8 @@ import numpy as np
 
 from jaxtransfer import report_columns, workdir as workdir_lib
 from jaxtransfer.report_plots import (  # noqa: F401  (curves: public)
-    by_seed, plot_metric, plot_reconstructions, curves, plot_axes)
+    by_seed, curves, plot_axes, plot_metric, plot_reconstructions,
+    plot_train_val_loss)
 from jaxtransfer.errors import UserError
 
 REPORT_FILE = "report.md"
@@ -309,6 +310,19 @@ def write_report(workdir: str) -> str:
   if os.path.exists(npz):
     plot_reconstructions(npz, os.path.join(workdir, "autoencoder_reconstructions.png"))
     plots.append(("Autoencoder reconstructions", "autoencoder_reconstructions.png"))
+  if any("val_classification_loss" in metrics[a["name"]][-1] for a in ran):
+    plot_train_val_loss(ran, metrics, "classification_loss",
+                        os.path.join(workdir, "classification_loss.png"), scale)
+    plots.append(("Train vs validation classification loss",
+                  "classification_loss.png"))
+  for arm in ran:  # joint arms (seed 002): one validation image per class
+    arm_npz = os.path.join(workdir, arm["name"], RECONSTRUCTIONS_FILE)
+    if os.path.exists(arm_npz):
+      file = f"{arm['name']}_reconstructions.png"
+      plot_reconstructions(arm_npz, os.path.join(workdir, file),
+                           f"{arm['name']}: a validation image per class "
+                           "(top) and its reconstruction (bottom)")
+      plots.append((f"Reconstructions: {arm['name']}", file))
 
   for title, file in plots:
     lines += ["", f"## {title}", "", f"![{title}]({file})"]

@@ -115,7 +115,40 @@ def plot_metric(arms: list[dict], metrics: dict[str, list[dict]], key: str,
   plt.close(fig)
 
 
-def plot_reconstructions(npz_path: str, path: str) -> None:
+def plot_train_val_loss(arms: list[dict], metrics: dict[str, list[dict]],
+                        key: str, path: str, scale: str) -> None:
+  """Seed 002's overfitting graphs: train (dashed) and validation (solid)
+  `key` per epoch, a colour per arm, mean over seeds."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  from matplotlib.ticker import MaxNLocator
+
+  cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  fig, ax = plt.subplots(figsize=(8, 4.5))
+  for index, arm in enumerate(arms):
+    records = metrics.get(arm["name"]) or []
+    if not records or f"val_{key}" not in records[-1]:
+      continue
+    colour = cycle[index % len(cycle)]
+    for split, style in (("train", "--"), ("val", "-")):
+      epochs, values = curves(records, f"{split}_{key}")
+      ax.plot(epochs, values.mean(axis=0), style, color=colour, marker="o",
+              markersize=3, label=f"{arm['name']} "
+              f"({'train' if split == 'train' else 'validation'})")
+  ax.set_xlabel("epoch")
+  ax.set_ylabel(key.replace("_", " "))
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, ncol=2)
+  fig.suptitle(f"Train (dashed) vs validation (solid) {key.replace('_', ' ')}"
+               f"\n{textwrap.fill(scale, 110)}", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_reconstructions(npz_path: str, path: str, title: str = "") -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -130,8 +163,8 @@ def plot_reconstructions(npz_path: str, path: str) -> None:
       axes[row][i].axis("off")
   axes[0][0].set_title("input", fontsize=8, loc="left")
   axes[1][0].set_title("reconstruction", fontsize=8, loc="left")
-  fig.suptitle("Autoencoder: validation images (top) and reconstructions "
-               "(bottom)", fontsize=10)
+  fig.suptitle(title or "Autoencoder: validation images (top) and "
+               "reconstructions (bottom)", fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

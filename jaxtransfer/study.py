@@ -161,6 +161,8 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
             run_config, arm_dir, name=arm["name"],
             dataset=datasets.get(run_config), hooks=hooks)
         finals = [r for r in history if r["epoch"] == history[-1]["epoch"]]
+        if primary and run_config.task == "joint":  # the report's pictures
+          experiment.write_reconstructions(run_config, arm_dir)
         if tuple(run_config.eval.attacks):  # robustness, for the report
           experiment.evaluate(run_config, arm_dir, "latest")
       arm["status"] = "done"

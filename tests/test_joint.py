@@ -142,3 +142,24 @@ def test_jigsaw_grid_must_divide_the_image():
   with pytest.raises(UserError, match=r"config.joint.jigsaw_grid=3: must be "
                      r">= 2 and divide config.image_size=32"):
     configlib.validate(config)
+
+
+@needs_cifar10
+def test_blurred_study_report_has_the_seeds_pictures(tmp_path):
+  from configs.joint import blurred
+  from jaxtransfer import study
+  config = blurred.get_config("smoke")
+  config.train_subset, config.val_subset, config.num_epochs = 640, 200, 1
+  config.progress_bar = False
+  study.run(config, str(tmp_path))
+  for arm in ("autoencoder+classifier", "encoder+classifier"):
+    with np.load(tmp_path / arm / "reconstructions.npz") as saved:
+      # one validation image per class, in [0, 1], blurred like the data
+      assert saved["inputs"].shape == (10, 32, 32, 3)
+      assert saved["reconstructions"].shape == (10, 32, 32, 3)
+      assert -0.01 < saved["inputs"].min() and saved["inputs"].max() < 1.01
+    assert (tmp_path / f"{arm}_reconstructions.png").stat().st_size > 10_000
+  text = (tmp_path / "report.md").read_text()
+  assert "## Train vs validation classification loss" in text
+  assert (tmp_path / "classification_loss.png").stat().st_size > 10_000
+  assert "| autoencoder+classifier | 1 |" in text and "60.16" in text
