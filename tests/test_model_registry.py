@@ -19,6 +19,8 @@ NATURAL = {
     "alexnet_bn": (32, 3),
     "lenet": (28, 1),
 }
+# Seed 002's networks in its notation (tests/test_notation.py covers them).
+NOTATION = {"notation": (32, 3)}
 # The torchvision zoo (tests/test_zoo.py covers each), registered after them.
 ZOO = {"vgg16": (32, 3), "vgg13_bn": (32, 3), "vgg19": (32, 3),
        "vgg19_bn": (32, 3), "resnet50": (32, 3), "densenet121": (32, 3)}
@@ -41,13 +43,13 @@ def _build(name, num_classes=7, **overrides):
 
 
 def test_the_registry_holds_the_four_models_and_the_zoo_with_their_specs():
-  assert list(models.MODELS) == list(NATURAL) + list(ZOO)
+  assert list(models.MODELS) == list(NATURAL) + list(NOTATION) + list(ZOO)
   for name, spec in models.MODELS.items():
     assert spec.name == name and spec.description
     assert models.get_spec(name) is spec
     assert "checkpoint" in spec.pretrained_inits
-    assert spec.input_channels == {**NATURAL, **ZOO}[name][1]
-    assert spec.min_image_size <= {**NATURAL, **ZOO}[name][0]
+    assert spec.input_channels == {**NATURAL, **NOTATION, **ZOO}[name][1]
+    assert spec.min_image_size <= {**NATURAL, **NOTATION, **ZOO}[name][0]
     assert spec.heads == (("", "linear") if name in ZOO
                           or name == "alexnet_torchvision" else ("",))
   assert models.MODELS["alexnet"].pretrained_inits == (
@@ -56,10 +58,11 @@ def test_the_registry_holds_the_four_models_and_the_zoo_with_their_specs():
       "imagenet", "checkpoint")
   assert {n: s.default_dropout for n, s in models.MODELS.items()} == {
       "alexnet": 0.0, "alexnet_torchvision": 0.5, "alexnet_bn": 0.4,
-      "lenet": 0.0, "vgg16": 0.5, "vgg13_bn": 0.5, "vgg19": 0.5,
-      "vgg19_bn": 0.5, "resnet50": 0.0, "densenet121": 0.0}
+      "lenet": 0.0, "notation": 0.0, "vgg16": 0.5, "vgg13_bn": 0.5,
+      "vgg19": 0.5, "vgg19_bn": 0.5, "resnet50": 0.0, "densenet121": 0.0}
   assert {n: s.min_image_size for n, s in models.MODELS.items()} == {
       "alexnet": 63, "alexnet_torchvision": 63, "alexnet_bn": 1, "lenet": 10,
+      "notation": 1,  # checked per architecture (its pools)
       "vgg16": 32, "vgg13_bn": 32, "vgg19": 32, "vgg19_bn": 32,
       "resnet50": 1, "densenet121": 29}
 
@@ -136,15 +139,19 @@ def _trainable(name, preset):
 
 
 def test_the_presets_train_what_they_say():
-  assert set(models.get_spec("alexnet").freeze_presets) == {
-      "none", "head", "head+conv5"}
+  # The seed study's three regimes, unchanged, plus seed 001's 'last' (only
+  # the output layer trains: fc2 for this model).
   assert models.get_spec("alexnet").freeze_presets == {
       "none": ((".*", True),),
       "head": (("body/.*", False), ("head/.*", True)),
       "head+conv5": (("body/conv5/.*", True), ("body/.*", False),
-                     ("head/.*", True))}
-  if hasattr(freezing, "PRESETS"):  # the seed study's presets, unchanged
-    assert dict(freezing.PRESETS) == models.get_spec("alexnet").freeze_presets
+                     ("head/.*", True)),
+      "last": (("head/fc2/.*", True), (".*", False))}
+  if hasattr(freezing, "PRESETS"):
+    assert dict(freezing.PRESETS) == {
+        k: v for k, v in models.get_spec("alexnet").freeze_presets.items()
+        if k != "last"}
+  assert _trainable("alexnet", "last") == ["head/fc2"]
   assert _trainable("alexnet", "head+conv5") == [
       "body/conv5", "head/fc1", "head/fc2"]
   assert set(models.get_spec("alexnet_torchvision").freeze_presets) == {
