@@ -3,7 +3,8 @@ and validated (study_plan.plan_study) and carries its row's settings."""
 
 import pytest
 
-from configs.joint import blurred, common, constrained, v1, v2, v3, v4
+from configs.joint import (blurred, common, constrained, optimizers, v1, v2, v3,
+                           v4)
 from jaxtransfer import study_plan
 from jaxtransfer.errors import UserError
 from jaxtransfer.models import notation
@@ -65,3 +66,12 @@ def test_constrained_arms():
   for run in runs.values():
     assert dict(run.class_fraction) == constrained.FRACTIONS
     assert run.per_class_metrics and run.kernel_l2 == 0.001
+
+
+def test_optimizer_grid():
+  runs = [run for _, run in study_plan.plan_study(
+      optimizers.get_config("lrs=0.1+0.001"), "/nonexistent")[1]]
+  assert [(r.optimizer, r.learning_rate) for r in runs] == [
+      ("sgd", 0.1), ("sgd", 0.001), ("adam", 0.1), ("adam", 0.001),
+      ("adagrad", 0.1), ("adagrad", 0.001)]
+  assert {r.kernel_l2 for r in runs} == {0.001}
