@@ -334,7 +334,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     from jaxtransfer import conversion
     _require(bool(config.init_weights), "init_weights", config.init_weights,
              f"init={config.init!r} needs the directory to load from"
-             + (f" (make it with: {conversion.CONVERT_COMMAND})"
+             + (" (make it with: "
+                f"{conversion.command_for_model(config.model)})"
                 if config.init == "imagenet" else " (a classifier run's workdir)"))
   if config.init == "autoencoder" and config.task == "classifier":
     _require(config.pretrain.num_epochs >= 1 or bool(config.ae_checkpoint),

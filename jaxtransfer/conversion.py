@@ -67,6 +67,13 @@ def convert_command(arch: str = "alexnet") -> str:
           f"--torch_checkpoint={ARCHS[arch].file} --out=DIR")
 
 
+def command_for_model(model: str) -> str:
+  """The convert command for the weights config.model='model' loads."""
+  arch = next((a.name for a in ARCHS.values() if model in a.initialises),
+              "alexnet")
+  return convert_command(arch)
+
+
 def _where_to_get_it(arch: str = "alexnet") -> str:
   spec = get_arch(arch)
   return (f"torchvision's ImageNet {arch} weights are {spec.url} "

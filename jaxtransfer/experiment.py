@@ -108,8 +108,10 @@ def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
   import numpy as np
   from jaxtransfer import models, report
 
-  params, step = checkpoints.load_params(run_dir)
-  params = jax.tree.map(lambda a: a[0], params)
+  params, batch_stats, step = checkpoints.load_variables(run_dir)
+  variables = {"params": params, **(
+      {"batch_stats": batch_stats} if batch_stats else {})}
+  variables = jax.tree.map(lambda a: a[0], variables)  # seed 0
   dataset = data.load_dataset(config, validation_only=True)
   val = dataset.val
   joint = config.task == "joint"
@@ -125,7 +127,7 @@ def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
   inputs = data.to_model_input(data.to_unit_float(val.images[:count]),
                                config.image_size, tuple(mean), tuple(std),
                                channels=3)
-  outputs = model.apply({"params": params}, inputs, train=False)
+  outputs = model.apply(variables, inputs, train=False)
   if joint:
     outputs = outputs["reconstruction"]
   unnormalise = lambda x: np.asarray(x, np.float32) * std + mean

@@ -88,19 +88,20 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
       raise UserError(
           "config.init='imagenet' needs config.init_weights=DIR holding "
           f"converted torchvision weights; make DIR with: "
-          f"{_convert_command(model)}")
+          f"{conversion.command_for_model(model)}")
     if not os.path.isdir(os.path.join(os.path.expanduser(config.init_weights),
                                       conversion.PARAMS_SUBDIR)):
       raise UserError(
           f"no converted weights in {config.init_weights} (expected "
-          f"{conversion.PARAMS_SUBDIR}/ written by: {_convert_command(model)})")
+          f"{conversion.PARAMS_SUBDIR}/ written by: "
+          f"{conversion.command_for_model(model)})")
     arch = conversion.converted_arch(config.init_weights)
     known = conversion.ARCHS.get(arch)
     if known is None or model not in known.initialises:
       raise UserError(
           f"{config.init_weights} holds torchvision {arch} weights, which do "
           f"not fit config.model={model!r}; convert the {model} weights with: "
-          f"{_convert_command(model)}")
+          f"{conversion.command_for_model(model)}")
     params = conversion.load_converted(config.init_weights)
     _require_body(params, config.init_weights, f"converted {arch} weights")
     loaded = {"body": params["body"]}
@@ -129,13 +130,6 @@ def load_pretrained(config, workdir: str) -> tuple[dict[str, Any], str] | None:
     loaded = _from_run(loaded, config.num_seeds, config.init_weights)
     return loaded, f"checkpoint {config.init_weights} step {step}"
   raise UserError(f"config.init={config.init!r} is not supported")
-
-
-def _convert_command(model: str) -> str:
-  """The convert command for config.model's weights."""
-  arch = next((a.name for a in conversion.ARCHS.values()
-               if model in a.initialises), "alexnet")
-  return conversion.convert_command(arch)
 
 
 def _require_body(params, source: str, what: str) -> None:

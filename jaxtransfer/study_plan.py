@@ -160,11 +160,13 @@ def missing_input(config) -> str | None:
     from jaxtransfer import conversion
     if not config.init_weights:
       return ("no converted ImageNet weights (config.init_weights is empty; "
-              f"make them with: {conversion.CONVERT_COMMAND})")
+              "make them with: "
+              f"{conversion.command_for_model(config.model)})")
     if not os.path.isdir(os.path.join(config.init_weights,
                                       conversion.PARAMS_SUBDIR)):
       return (f"no converted ImageNet weights in {config.init_weights} "
-              f"(make them with: {conversion.CONVERT_COMMAND})")
+              "(make them with: "
+              f"{conversion.command_for_model(config.model)})")
   return None
 
 

@@ -20,6 +20,8 @@ compute dtype is `dtype`; parameters stay float32.
   vgg16, vgg13_bn,     torchvision's VGGs (vgg.py)
   vgg19, vgg19_bn
   resnet50             torchvision's ResNet-50 (resnet.py)
+                       (vgg16 and resnet50 also with seed 002's transposed-
+                       conv decoder for task='joint': zoo_joint.py)
   densenet121          torchvision's DenseNet-121 (densenet.py)
 
 The torchvision models (alexnet_torchvision and the zoo below it) take
@@ -43,7 +45,7 @@ import jax
 
 from jaxtransfer.errors import UserError
 from jaxtransfer.models import (alexnet, alexnet_bn, densenet, lenet, notation,
-                                resnet, vgg)
+                                resnet, vgg, zoo_joint)
 from jaxtransfer.models.alexnet import (ALEXNET_FEATURES, BODY_CHANNELS,
                                         MIN_IMAGE_SIZE, AlexNetBody,
                                         AlexNetTorchvision, Autoencoder,
@@ -77,7 +79,7 @@ def register(spec: ModelSpec) -> ModelSpec:
 for _spec in (alexnet.ALEXNET_SPEC, alexnet.TORCHVISION_SPEC, alexnet_bn.SPEC,
               lenet.SPEC, notation.SPEC, *vgg.SPECS, resnet.SPEC,
               densenet.SPEC):
-  register(_spec)
+  register(zoo_joint.with_decoder(_spec))
 del _spec
 
 
@@ -123,7 +125,8 @@ def make_model(config, num_classes: int,
       joint = [n for n, s in MODELS.items() if s.build_joint is not None]
       raise UserError(f"config.task='joint' needs a model with a decoder "
                       f"({', '.join(joint)}); config.model={name!r} has none")
-    return spec.build_joint(config, num_classes, dtype=dtype)
+    return spec.build_joint(config, num_classes, dtype=dtype,
+                            frozen_norms=tuple(frozen_norms))
   if config.image_size < spec.min_image_size:
     raise UserError(
         f"config.image_size={config.image_size} is too small for "

@@ -40,9 +40,9 @@ class ModelSpec:
   # validate(config) -> None: raises a UserError for a config the model
   # cannot be built from (checked before anything is written).
   validate: Callable[[Any], None] | None = None
-  # build_joint(config, num_classes, *, dtype) -> a module returning
-  # {'logits', 'reconstruction'} (config.task='joint', seed 002); None: the
-  # model has no decoder.
+  # build_joint(config, num_classes, *, dtype, frozen_norms=()) -> a module
+  # returning {'logits', 'reconstruction'} (config.task='joint', seed 002);
+  # None: the model has no decoder.
   build_joint: Callable[..., nn.Module] | None = None
 
 

@@ -364,11 +364,14 @@ def build(config, num_classes: int, *, dtype: Any,
                             config.get("low_level_skip", False))
 
 
-def build_joint(config, num_classes: int, *, dtype: Any) -> JointNotation:
+def build_joint(config, num_classes: int, *, dtype: Any,
+                frozen_norms: tuple[str, ...] = ()) -> JointNotation:
+  check_frozen_norms(frozen_norms, (), "notation")
   encoder, classifier = layers_of(config, num_classes)
   jigsaw = config.joint.jigsaw_grid if config.joint.get("delta", 0.0) else 0
   return JointNotation(encoder, classifier, config.kernel_init, dtype,
-                       config.get("low_level_skip", False), image_shape=(config.image_size, config.image_size, 3),
+                       config.get("low_level_skip", False),
+                       image_shape=(config.image_size, config.image_size, 3),
                        jigsaw_grid=jigsaw)
 
 
