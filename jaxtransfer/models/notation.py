@@ -278,8 +278,8 @@ class MirrorDecoder(nn.Module):
   a C or S (which halved the size) a bilinear 2x resize then a 3x3 conv; a
   C' a 3x3 conv. Widths are the encoder's own in reverse; the last layer
   predicts the normalised pixels (no ReLU). Resize + conv, as the AlexNet
-  autoencoder's decoder (XLA's transposed convolutions measured 2x slower on
-  CPU, benchmarks/decoder.py)."""
+  autoencoder's decoder: v4's decoder with a 4x4 stride-2 transposed conv
+  instead measured 2.5x slower on the CPU (benchmarks/zoo_decoder.py)."""
   encoder: tuple[Layer, ...]
   input_shape: tuple[int, int, int]  # the encoder's input (H, W, C)
   kernel_init: str = "torch"
