@@ -53,7 +53,8 @@ def test_v4_arms_are_the_seeds_rows():
 def test_blurred_pair():
   runs = [run for _, run in study_plan.plan_study(
       blurred.get_config("sigma=1.5"), "/nonexistent")[1]]
-  assert [r.joint.beta for r in runs] == [1.0, 0.0]
+  assert [r.task for r in runs] == ["joint", "classifier"]
+  assert runs[0].joint.beta == 1.0
   assert {r.corruption for r in runs} == {"gaussian_blur:1.5"}
 
 
@@ -75,3 +76,12 @@ def test_optimizer_grid():
       ("sgd", 0.1), ("sgd", 0.001), ("adam", 0.1), ("adam", 0.001),
       ("adagrad", 0.1), ("adagrad", 0.001)]
   assert {r.kernel_l2 for r in runs} == {0.001}
+
+
+def test_arms_argument_keeps_those_rows_in_table_order():
+  config = v2.get_config("arms=v2.2-beta1+v2-beta0")
+  assert [a["name"] for a in config.study.arms] == ["v2-beta0", "v2.2-beta1"]
+  assert [a["name"] for a in blurred.get_config(
+      "arms=no_decoder").study.arms] == ["no_decoder"]
+  with pytest.raises(UserError, match="arms: 'v2.9-beta1' is not one of v2-beta1"):
+    v2.get_config("arms=v2.9-beta1")

@@ -6,6 +6,9 @@ The recipe ("for all experiments"): SGD lr 0.01, momentum 0.9, weight decay
 normalised with ImageNet's mean/std; random horizontal flips; 32 px (64 for
 v2.3). Batch 128 (the seed does not give its own). loss = alpha * CE +
 beta * reconstruction (task='joint'); "no decoder" is task='classifier'.
+
+Every config in configs/joint/ takes the arguments smoke, num_seeds=N
+(default 2) and arms=a+b (only those arms, e.g. v2.py:arms=v2.2-beta1).
 """
 
 import ml_collections
@@ -24,6 +27,7 @@ def seed002_config(arg_string, **arguments):
   """(config, parsed arguments): the recipe at full size or, with smoke,
   a few minutes on 2 CPU cores (2,560 images, 2 epochs at a constant lr,
   1 seed)."""
+  arguments.setdefault("arms", "")  # a+b: only those arms (as_study)
   arg = configlib.parse_arg(arg_string, smoke=False, num_seeds=2,
                             **arguments)
   config = default.get_config()
@@ -63,7 +67,17 @@ def row(name: str, arch: str, seed_accuracy: float, **overrides) -> dict:
   return arm
 
 
-def as_study(config, arms) -> ml_collections.ConfigDict:
+def as_study(config, arms, only: str = "") -> ml_collections.ConfigDict:
+  """The config with the arms as its study; only='a+b' keeps those arms
+  (the config argument arms=a+b), in the table's order."""
+  if only:
+    names = [arm["name"] for arm in arms]
+    unknown = [n for n in only.split("+") if n not in names]
+    if unknown:
+      from jaxtransfer.errors import UserError
+      raise UserError(f"config argument arms: {unknown[0]!r} is not one of "
+                      f"{', '.join(names)}")
+    arms = [arm for arm in arms if arm["name"] in only.split("+")]
   with config.unlocked():
     config.study = ml_collections.ConfigDict()
     config.study.arms = tuple(arms)

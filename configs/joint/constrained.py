@@ -21,7 +21,7 @@ FRACTIONS = {"bird": 0.5, "deer": 0.5, "truck": 0.5}
 
 
 def get_config(arg=None):
-  config, _ = common.seed002_config(arg)
+  config, arg = common.seed002_config(arg)
   config.class_fraction = ml_collections.ConfigDict(FRACTIONS)
   config.per_class_metrics = True
   return common.as_study(config, [
@@ -29,4 +29,5 @@ def get_config(arg=None):
       common.row("undersample", "v4", 80.19, resample="undersample", **GAMMA),
       common.row("oversample", "v4", 83.29, resample="oversample", **GAMMA),
       common.row("jigsaw", "v4", 82.03, **{**GAMMA, "joint.delta": 1.0}),
-      common.row("skip", "v4", 82.79, low_level_skip=True, **GAMMA)])
+      common.row("skip", "v4", 82.79, low_level_skip=True, **GAMMA)],
+      only=arg.arms)

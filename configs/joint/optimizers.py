@@ -27,4 +27,4 @@ def get_config(arg=None):
       arms.append(common.row(
           f"{optimizer}-lr={lr}", "v4", SEED_ACCURACY.get(optimizer, 0.0),
           optimizer=optimizer, learning_rate=float(lr), **GAMMA))
-  return common.as_study(config, arms)
+  return common.as_study(config, arms, only=arg.arms)

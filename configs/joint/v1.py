@@ -13,5 +13,5 @@ ROWS = (("v1", "v1", 58.95, "v1", 58.50),
 
 
 def get_config(arg=None):
-  config, _ = common.seed002_config(arg)
-  return common.as_study(config, common.beta_pairs(ROWS))
+  config, arg = common.seed002_config(arg)
+  return common.as_study(config, common.beta_pairs(ROWS), only=arg.arms)

@@ -15,5 +15,5 @@ ROWS = (("v2", "v2", 80.11, "v2_beta0", 79.92),
 
 
 def get_config(arg=None):
-  config, _ = common.seed002_config(arg)
-  return common.as_study(config, common.beta_pairs(ROWS))
+  config, arg = common.seed002_config(arg)
+  return common.as_study(config, common.beta_pairs(ROWS), only=arg.arms)

@@ -15,5 +15,5 @@ ROWS = (("v3", "v3", 79.23, "v3", 79.25),
 
 
 def get_config(arg=None):
-  config, _ = common.seed002_config(arg)
-  return common.as_study(config, common.beta_pairs(ROWS))
+  config, arg = common.seed002_config(arg)
+  return common.as_study(config, common.beta_pairs(ROWS), only=arg.arms)
