@@ -164,6 +164,10 @@ def get_config(arg=None):
   config.dropout = -1.0  # -1: the model's own rate (alexnet_torchvision 0.5,
                          # alexnet_bn 0.4, others none)
   config.kernel_init = "torch"  # PyTorch's default init, as in the seed study
+  # Keras's initialisers too (random_normal, glorot_uniform, zeros, ...:
+  # models/common.py). bias_init '' = the kernel init's companion (torch's
+  # bias init for 'torch', else zeros); any kernel_init name otherwise.
+  config.bias_init = ""
   # BatchNorm: weight of the old running statistics per step; -1 = the
   # model's own (alexnet_bn: Keras's 0.99).
   config.bn_momentum = -1.0

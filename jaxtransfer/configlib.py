@@ -30,8 +30,13 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 NORMALIZATIONS = ("imagenet", "dataset", "none")
 STORED_RESIZE = ("crop", "stretch")
 SEED_PARALLELISM = ("auto", "vmap", "unroll")
-KERNEL_INITS = ("torch", "lecun_normal", "he_normal", "he_uniform",
-                "glorot_normal", "glorot_uniform")
+# models/common.py's initialisers (tests/test_initializers.py keeps these in
+# step; named here so a config is checked without importing jax).
+KERNEL_INITS = ("torch", "lecun_normal", "lecun_uniform", "he_normal",
+                "he_uniform", "glorot_normal", "glorot_uniform",
+                "random_normal", "random_uniform", "truncated_normal",
+                "zeros", "ones")
+BIAS_INITS = ("",) + KERNEL_INITS
 
 # Fields that may change between a run and its resumption: they do not change
 # the trajectory (more epochs extend it; where data lives is not what it is).
@@ -64,7 +69,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "active.strategy": "", "active.initial": 750, "active.query_size": 50,
     "active.budget": 1000, "reinit": [], "stages": [],
     "corruption": "", "per_class_metrics": False, "low_level_skip": False, "resample": "", "arch": "", "encoder": "", "classifier": "",
-    "joint.alpha": 1.0,
+    "joint.alpha": 1.0, "bias_init": "",
     "joint.beta": 1.0, "joint.delta": 0.0, "joint.jigsaw_grid": 2,
 }
 # ... and fields those runs had that are gone, with the value that the new
@@ -245,6 +250,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   validate_data_fields(config)
   _one_of(config, "compute_dtype", COMPUTE_DTYPES)
   _one_of(config, "kernel_init", KERNEL_INITS)
+  _one_of(config, "bias_init", BIAS_INITS)
   _one_of(config, "seed_parallelism", SEED_PARALLELISM)
   head = config.get("head", "")
   _require(head in spec.heads, "head", head,

@@ -121,22 +121,27 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 
 
 # ----------------------------------------------------------------- schedules
-# Each maps (config, steps_per_epoch, warmup_steps) to a schedule of the
-# absolute step, used from warmup_steps on (make_schedule adds the warmup).
+# Each maps (config, steps_per_epoch, warmup_steps, learning_rate) to a
+# schedule of the absolute step, used from warmup_steps on (make_schedule
+# adds the warmup). learning_rate is config.learning_rate, or one model's
+# rate in a vectorised sweep (a traced scalar under vmap).
 
-def _constant(config, steps_per_epoch: int, warmup_steps: int) -> optax.Schedule:
-  return optax.constant_schedule(float(config.learning_rate))
+def _constant(config, steps_per_epoch: int, warmup_steps: int,
+              learning_rate) -> optax.Schedule:
+  return optax.constant_schedule(learning_rate)
 
 
-def _step(config, steps_per_epoch: int, warmup_steps: int) -> optax.Schedule:
+def _step(config, steps_per_epoch: int, warmup_steps: int,
+          learning_rate) -> optax.Schedule:
   """learning_rate * lr_step_factor ** (epoch // lr_step_epochs)."""
   return optax.exponential_decay(
-      init_value=float(config.learning_rate),
+      init_value=learning_rate,
       transition_steps=int(config.lr_step_epochs) * steps_per_epoch,
       decay_rate=float(config.lr_step_factor), staircase=True)
 
 
-def _piecewise(config, steps_per_epoch: int, warmup_steps: int) -> optax.Schedule:
+def _piecewise(config, steps_per_epoch: int, warmup_steps: int,
+               learning_rate) -> optax.Schedule:
   """lr_values[i] for epochs in [lr_boundaries[i-1], lr_boundaries[i]).
 
   config.learning_rate is not used: lr_values[0] is the first rate. The
@@ -149,10 +154,11 @@ def _piecewise(config, steps_per_epoch: int, warmup_steps: int) -> optax.Schedul
       jnp.searchsorted(boundaries, step, side="right")]
 
 
-def _cosine(config, steps_per_epoch: int, warmup_steps: int) -> optax.Schedule:
+def _cosine(config, steps_per_epoch: int, warmup_steps: int,
+            learning_rate) -> optax.Schedule:
   """From learning_rate at the end of warmup to 0 at the end of training."""
   decay_steps = max(int(config.num_epochs) * steps_per_epoch - warmup_steps, 1)
-  cosine = optax.cosine_decay_schedule(float(config.learning_rate), decay_steps)
+  cosine = optax.cosine_decay_schedule(learning_rate, decay_steps)
   return lambda step: cosine(step - warmup_steps)
 
 
@@ -164,22 +170,30 @@ SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
 }
 
 
-def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
+def make_schedule(config, steps_per_epoch: int,
+                  learning_rate=None) -> optax.Schedule:
   """The learning rate at each optimizer step (epoch e = step // steps_per_epoch).
 
   With warmup_epochs > 0 the rate rises linearly from 0 (at step 0) to the
   schedule's rate at the end of the warmup; the schedule's epochs
   (lr_boundaries, lr_step_epochs) stay counted from the start of training,
-  while 'cosine' decays over the epochs after the warmup.
+  while 'cosine' decays over the epochs after the warmup. `learning_rate`
+  replaces config.learning_rate (a vectorised sweep's per-model rate).
   """
   if steps_per_epoch < 1:
     raise ValueError(f"steps_per_epoch={steps_per_epoch} must be at least 1")
   _check_choice(config, "lr_schedule", tuple(SCHEDULES))
+  if learning_rate is None:
+    learning_rate = float(config.learning_rate)
   warmup_steps = int(round(float(config.warmup_epochs) * steps_per_epoch))
-  schedule = SCHEDULES[config.lr_schedule](config, steps_per_epoch, warmup_steps)
+  schedule = SCHEDULES[config.lr_schedule](config, steps_per_epoch,
+                                           warmup_steps, learning_rate)
   if warmup_steps <= 0:
     return schedule
-  ramp = optax.linear_schedule(0.0, float(schedule(warmup_steps)), warmup_steps)
+  peak = schedule(warmup_steps)
+  if not isinstance(peak, jax.core.Tracer):
+    peak = float(peak)
+  ramp = optax.linear_schedule(0.0, peak, warmup_steps)
   return optax.join_schedules(
       [ramp, lambda step: schedule(step + warmup_steps)], [warmup_steps])
 
@@ -216,21 +230,34 @@ def optimizer_arguments(config) -> dict[str, Any]:
   return arguments
 
 
-def make_optimizer(config, steps_per_epoch: int
+# The scalars a vectorised sweep may vary between the models of one program
+# (sweeps.py): each is read from `hyper` when given, else from the config.
+HYPER_FIELDS = ("learning_rate", "weight_decay") + REGULARIZERS
+
+
+def make_optimizer(config, steps_per_epoch: int, hyper=None
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """(base transformation, learning-rate schedule) for `config`.
 
   A constant rate without warmup enters optax as a number (no schedule
-  counter in the optimizer state); any other as the schedule.
+  counter in the optimizer state); any other as the schedule. `hyper`
+  ({'learning_rate', 'weight_decay'}: Python floats, or traced scalars of
+  one model under vmap) replaces those config values; what the state holds
+  (a weight-decay stage, a schedule counter) follows the config alone, so
+  every model of a sweep has the same state structure.
   """
   spec = _spec(config)
+  hyper = hyper or {}
   arguments = optimizer_arguments(config)
-  schedule = make_schedule(config, steps_per_epoch)
+  if "weight_decay" in hyper and spec.weight_decay == "decoupled":
+    arguments["weight_decay"] = hyper["weight_decay"]
+  rate = hyper.get("learning_rate", float(config.learning_rate))
+  schedule = make_schedule(config, steps_per_epoch, rate)
   constant = config.lr_schedule == "constant" and not config.warmup_epochs
-  learning_rate = float(config.learning_rate) if constant else schedule
+  learning_rate = rate if constant else schedule
   transformation = spec.constructor(learning_rate, **arguments)
-  weight_decay = float(config.weight_decay)
-  if spec.weight_decay == "coupled" and weight_decay > 0:
+  weight_decay = hyper.get("weight_decay", float(config.weight_decay))
+  if spec.weight_decay == "coupled" and float(config.weight_decay) > 0:
     transformation = optax.chain(optax.add_decayed_weights(weight_decay),
                                  transformation)
   return transformation, schedule
@@ -252,7 +279,8 @@ def _key(entry) -> str:
   return str(getattr(entry, "key", getattr(entry, "idx", entry)))
 
 
-def regularization(params, config, trainable_mask=None) -> jax.Array:
+def regularization(params, config, trainable_mask=None,
+                   hyper=None) -> jax.Array:
   """Keras' kernel_/bias_regularizer penalty, to add to the loss.
 
   kernel_l2 * sum(k^2) + kernel_l1 * sum(|k|) over every leaf named 'kernel',
@@ -279,11 +307,16 @@ def regularization(params, config, trainable_mask=None) -> jax.Array:
     if name == "bias" and path[:-1] not in with_kernel:
       continue
     x = jnp.asarray(leaf, jnp.float32)
-    if l2[name]:
+    if _nonzero(l2[name]):
       total = total + l2[name] * jnp.sum(x * x)
-    if l1[name]:
+    if _nonzero(l1[name]):
       total = total + l1[name] * jnp.sum(jnp.abs(x))
   return total
+
+
+def _nonzero(strength) -> bool:
+  """A Python strength is on when it is not 0; a traced one always is."""
+  return isinstance(strength, jax.core.Tracer) or bool(strength)
 
 
 # ---------------------------------------------------------------- validation

@@ -54,7 +54,7 @@ from jaxtransfer.models.alexnet import (ALEXNET_FEATURES, BODY_CHANNELS,
                                         TorchvisionHead, body_spatial_sizes,
                                         check_image_size, feature_dim)
 from jaxtransfer.models.alexnet_bn import AlexNetBN
-from jaxtransfer.models.common import (KERNEL_INITS, LinearHead, ModelSpec,
+from jaxtransfer.models.common import (init_spec, KERNEL_INITS, LinearHead, ModelSpec,
                                        Rules, _conv_out, _inits,
                                        adaptive_avg_pool, compute_dtype,
                                        dropout_rate, head_choice,
@@ -119,7 +119,7 @@ def make_model(config, num_classes: int,
           f"config.task='autoencoder' needs config.model='alexnet' (the "
           f"decoder mirrors its body); config.model={name!r} has none")
     check_image_size(config.image_size)
-    return Autoencoder(config.image_size, config.kernel_init, dtype)
+    return Autoencoder(config.image_size, init_spec(config), dtype)
   if getattr(config, "task", "classifier") == "joint":
     if spec.build_joint is None:
       joint = [n for n, s in MODELS.items() if s.build_joint is not None]

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxtransfer.errors import UserError
-from jaxtransfer.models.common import (BodyHead, LinearHead, ModelSpec,
+from jaxtransfer.models.common import (init_spec, BodyHead, LinearHead, ModelSpec,
                                        _conv_out, _inits, adaptive_avg_pool,
                                        check_frozen_norms, dropout_rate,
                                        head_choice, linear_head_dropout,
@@ -283,7 +283,7 @@ TORCHVISION_PRESETS = {
 def build_alexnet(config, num_classes: int, *, dtype: Any,
                   frozen_norms: tuple[str, ...] = ()) -> Classifier:
   check_frozen_norms(frozen_norms, (), "alexnet")
-  return Classifier(num_classes, config.head_hidden, config.kernel_init, dtype,
+  return Classifier(num_classes, config.head_hidden, init_spec(config), dtype,
                     dropout=dropout_rate(config, ALEXNET_SPEC.default_dropout))
 
 
@@ -294,7 +294,7 @@ def build_alexnet_torchvision(config, num_classes: int, *, dtype: Any,
   head = head_choice(config)
   rate = (linear_head_dropout(config) if head == "linear"
           else dropout_rate(config, TORCHVISION_SPEC.default_dropout))
-  return AlexNetTorchvision(num_classes, rate, config.kernel_init, dtype,
+  return AlexNetTorchvision(num_classes, rate, init_spec(config), dtype,
                             head_type=head)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (BodyHead, ModelSpec, _inits,
+from jaxtransfer.models.common import (init_spec, BodyHead, ModelSpec, _inits,
                                        check_frozen_norms,
                                        bn_momentum, dropout_rate, keras_batch_norm,
                                        same_out, small_map_conv,
@@ -143,7 +143,7 @@ def build(config, num_classes: int, *, dtype: Any,
           frozen_norms: tuple[str, ...] = ()) -> AlexNetBN:
   check_frozen_norms(frozen_norms, NORM_PATHS, "alexnet_bn")
   return AlexNetBN(num_classes, dropout_rate(config, SPEC.default_dropout),
-                   config.kernel_init, dtype, tuple(frozen_norms),
+                   init_spec(config), dtype, tuple(frozen_norms),
                    bn_momentum(config, 0.99))
 
 

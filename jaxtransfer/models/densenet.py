@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (BodyHead, LinearHead, ModelSpec,
+from jaxtransfer.models.common import (init_spec, BodyHead, LinearHead, ModelSpec,
                                        TorchLayers, _conv_out, bn_momentum,
                                        check_frozen_norms, dropout_rate,
                                        smallest_image_size)
@@ -183,7 +183,7 @@ def build(config, num_classes: int, *, dtype: Any,
           frozen_norms: tuple[str, ...] = ()) -> DenseNet121:
   check_frozen_norms(frozen_norms, norm_paths(), "densenet121")
   return DenseNet121(num_classes, dropout_rate(config, SPEC.default_dropout),
-                     config.kernel_init, dtype, tuple(frozen_norms),
+                     init_spec(config), dtype, tuple(frozen_norms),
                      bn_momentum(config, 0.9))
 
 

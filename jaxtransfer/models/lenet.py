@@ -16,7 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (BodyHead, ModelSpec, _conv_out, _inits,
+from jaxtransfer.models.common import (init_spec, BodyHead, ModelSpec, _conv_out, _inits,
                                        check_frozen_norms, dropout_rate,
                                        smallest_image_size)
 
@@ -94,7 +94,7 @@ def build(config, num_classes: int, *, dtype: Any,
           frozen_norms: tuple[str, ...] = ()) -> LeNet:
   check_frozen_norms(frozen_norms, (), "lenet")
   return LeNet(num_classes, dropout_rate(config, SPEC.default_dropout),
-               config.kernel_init, dtype)
+               init_spec(config), dtype)
 
 
 SPEC = ModelSpec(

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxtransfer.errors import UserError
-from jaxtransfer.models.common import (BodyHead, ModelSpec, _inits,
+from jaxtransfer.models.common import (init_spec, BodyHead, ModelSpec, _inits,
                                        check_frozen_norms)
 
 KINDS = {"C": "conv + ReLU + max-pool", "C'": "conv + ReLU",
@@ -360,7 +360,7 @@ def build(config, num_classes: int, *, dtype: Any,
           frozen_norms: tuple[str, ...] = ()) -> NotationClassifier:
   check_frozen_norms(frozen_norms, (), "notation")
   encoder, classifier = layers_of(config, num_classes)
-  return NotationClassifier(encoder, classifier, config.kernel_init, dtype,
+  return NotationClassifier(encoder, classifier, init_spec(config), dtype,
                             config.get("low_level_skip", False))
 
 
@@ -369,7 +369,7 @@ def build_joint(config, num_classes: int, *, dtype: Any,
   check_frozen_norms(frozen_norms, (), "notation")
   encoder, classifier = layers_of(config, num_classes)
   jigsaw = config.joint.jigsaw_grid if config.joint.get("delta", 0.0) else 0
-  return JointNotation(encoder, classifier, config.kernel_init, dtype,
+  return JointNotation(encoder, classifier, init_spec(config), dtype,
                        config.get("low_level_skip", False),
                        image_shape=(config.image_size, config.image_size, 3),
                        jigsaw_grid=jigsaw)

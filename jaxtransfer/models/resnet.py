@@ -23,7 +23,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (BodyHead, LinearHead, ModelSpec,
+from jaxtransfer.models.common import (init_spec, BodyHead, LinearHead, ModelSpec,
                                        TorchLayers, _conv_out, bn_momentum,
                                        check_frozen_norms, dropout_rate,
                                        smallest_image_size)
@@ -152,7 +152,7 @@ def build(config, num_classes: int, *, dtype: Any,
           frozen_norms: tuple[str, ...] = ()) -> ResNet50:
   check_frozen_norms(frozen_norms, norm_paths(), "resnet50")
   return ResNet50(num_classes, dropout_rate(config, SPEC.default_dropout),
-                  config.kernel_init, dtype, tuple(frozen_norms),
+                  init_spec(config), dtype, tuple(frozen_norms),
                   bn_momentum(config, 0.9))
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (BodyHead, LinearHead, ModelSpec,
+from jaxtransfer.models.common import (init_spec, BodyHead, LinearHead, ModelSpec,
                                        _inits, adaptive_avg_pool, bn_momentum,
                                        check_frozen_norms, dropout_rate,
                                        head_choice, linear_head_dropout,
@@ -184,7 +184,7 @@ def _builder(arch: str):
     head = head_choice(config)
     rate = (linear_head_dropout(config) if head == "linear"
             else dropout_rate(config, DEFAULT_DROPOUT))
-    return VGG(arch, num_classes, head, rate, config.kernel_init, dtype,
+    return VGG(arch, num_classes, head, rate, init_spec(config), dtype,
                tuple(frozen_norms), bn_momentum(config, 0.9))
   return build
 

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 
 from jaxtransfer.errors import UserError
 from jaxtransfer.models import notation, resnet, vgg
-from jaxtransfer.models.common import (_inits, bn_momentum, dropout_rate,
+from jaxtransfer.models.common import (init_spec, split_init_spec,
+                                       _inits, bn_momentum, dropout_rate,
                                        head_choice, linear_head_dropout)
 
 DECODERS = {"vgg16": (512, 256, 128, 64, 3),
@@ -78,7 +79,7 @@ class ConvTranspose4x2(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    torch_init = self.kernel_init == "torch"
+    torch_init = split_init_spec(self.kernel_init)[0] == "torch"
     inits = _inits(self.kernel_init,
                    (self.features if torch_init else x.shape[-1]) * 16)
     kernel_init = (nn.initializers.variance_scaling(
@@ -173,7 +174,7 @@ def build_joint_vgg16(config, num_classes: int, *, dtype: Any,
   head = head_choice(config)
   rate = (linear_head_dropout(config) if head == "linear"
           else dropout_rate(config, vgg.DEFAULT_DROPOUT))
-  return JointVGG("vgg16", num_classes, head, rate, config.kernel_init,
+  return JointVGG("vgg16", num_classes, head, rate, init_spec(config),
                   dtype, tuple(frozen_norms), bn_momentum(config, 0.9),
                   jigsaw_grid=_jigsaw(config))
 
@@ -183,7 +184,7 @@ def build_joint_resnet50(config, num_classes: int, *, dtype: Any,
   check_image_size(config)
   return JointResNet50(num_classes,
                        dropout_rate(config, resnet.SPEC.default_dropout),
-                       config.kernel_init, dtype, tuple(frozen_norms),
+                       init_spec(config), dtype, tuple(frozen_norms),
                        bn_momentum(config, 0.9), jigsaw_grid=_jigsaw(config))
 
 

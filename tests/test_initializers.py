@@ -1,0 +1,91 @@
+"""Keras's initialisers (seed 004's create_alex_net(kernel_initializer,
+bias_initializer)) checked against Keras 3 itself (its JAX backend): for a
+conv kernel, a dense kernel and a bias, the same distribution (spread,
+bounds, truncation), and zeros/ones exactly."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from jaxtransfer import configlib, models
+from jaxtransfer.errors import UserError
+from jaxtransfer.models import common
+
+KERAS_NAMES = [n for n in common.KERNEL_INITS if n != "torch"]
+SHAPES = {"conv": (5, 5, 48, 64), "dense": (400, 300), "bias": (20000,)}
+
+
+@pytest.fixture(scope="module")
+def keras():
+  os.environ.setdefault("KERAS_BACKEND", "jax")
+  return pytest.importorskip("keras")
+
+
+def _ours(name, shape):
+  if len(shape) == 1:
+    init = common._inits(f"torch|{name}", fan_in=1)["bias_init"]
+  else:
+    init = common.KERNEL_INITS[name]
+  return np.asarray(init(jax.random.key(0), shape, jnp.float32))
+
+
+def test_names_are_the_configs():
+  assert configlib.KERNEL_INITS == tuple(common.KERNEL_INITS)
+  assert configlib.BIAS_INITS == common.BIAS_INITS
+
+
+@pytest.mark.parametrize("kind", sorted(SHAPES))
+@pytest.mark.parametrize("name", KERAS_NAMES)
+def test_same_distribution_as_keras(keras, name, kind):
+  shape = SHAPES[kind]
+  ours = _ours(name, shape)
+  theirs = np.asarray(keras.initializers.get(name)(shape), np.float32)
+  assert ours.shape == theirs.shape == shape
+  if name in ("zeros", "ones"):
+    np.testing.assert_array_equal(ours, theirs)
+    return
+  assert abs(ours.mean()) < 0.03 * theirs.std() + 1e-7
+  np.testing.assert_allclose(ours.std(), theirs.std(), rtol=0.03)
+  # The same support: uniform bounds, truncation at 2 std, or a normal's
+  # tails (random_normal is the only untruncated one).
+  np.testing.assert_allclose(np.abs(ours).max(), np.abs(theirs).max(),
+                             rtol=0.02 if "normal" not in name or
+                             name.startswith(("he_", "lecun_", "glorot_",
+                                              "truncated")) else 0.25)
+
+
+def test_bias_init_reaches_the_layers():
+  config = default.get_config()
+  config.model, config.image_size = "alexnet_bn", 32
+  config.kernel_init, config.bias_init = "he_uniform", "glorot_uniform"
+  configlib.validate(config)
+  model = models.make_model(config, 10)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  bias = np.asarray(params["body"]["conv2"]["bias"])  # 256 values
+  limit = np.sqrt(6 / (256 + 256))  # Keras's fans of a 1-D shape
+  assert limit * 0.9 < np.abs(bias).max() <= limit
+  kernel = np.asarray(params["body"]["conv2"]["kernel"])  # 5x5x96 -> 256
+  assert np.sqrt(6 / (5 * 5 * 96)) * 0.95 < np.abs(kernel).max() <= np.sqrt(
+      6 / (5 * 5 * 96))
+  # '' keeps the kernel init's companion: zeros here, torch's for 'torch'.
+  config.bias_init = ""
+  params = models.make_model(config, 10).init(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  assert not np.asarray(params["body"]["conv2"]["bias"]).any()
+  config.kernel_init, config.bias_init = "zeros", "ones"
+  params = models.make_model(config, 10).init(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  assert not np.asarray(params["head"]["fc1"]["kernel"]).any()
+  assert (np.asarray(params["head"]["fc1"]["bias"]) == 1).all()
+
+
+def test_unknown_bias_init_names_the_field():
+  config = default.get_config()
+  config.bias_init = "glorot"
+  with pytest.raises(UserError, match=r"config.bias_init='glorot' is not one "
+                     r"of .*did you mean 'glorot_normal'"):
+    configlib.validate(config)
