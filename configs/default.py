@@ -43,6 +43,12 @@ def get_config(arg=None):
   # axis): seeds seed, seed+1, ..., each with its own init, data order and
   # augmentation; seed k is the run of --config.seed=k alone.
   config.num_seeds = 1
+  # Variants of the model trained in the same program (sweeps.py): named
+  # overrides of seed, kernel_init, bias_init, learning_rate, weight_decay,
+  # kernel/bias L1/L2 and joint.alpha/beta, each with num_seeds seeds:
+  # ({'name': 'he', 'kernel_init': 'he_normal'}, ...). () = one model per
+  # seed. A study makes them with config.study.vectorize.
+  config.variants = ()
   # How the seeds share the program: 'vmap' (batched kernels), 'unroll' (one
   # copy of the step per seed), or 'auto' (vmap on GPU/TPU, unroll on CPU).
   config.seed_parallelism = "auto"

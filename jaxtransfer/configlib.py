@@ -69,7 +69,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "active.strategy": "", "active.initial": 750, "active.query_size": 50,
     "active.budget": 1000, "reinit": [], "stages": [],
     "corruption": "", "per_class_metrics": False, "low_level_skip": False, "resample": "", "arch": "", "encoder": "", "classifier": "",
-    "joint.alpha": 1.0, "bias_init": "",
+    "joint.alpha": 1.0, "bias_init": "", "variants": [],
     "joint.beta": 1.0, "joint.delta": 0.0, "joint.jigsaw_grid": 2,
 }
 # ... and fields those runs had that are gone, with the value that the new
@@ -353,6 +353,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if tuple(config.get("stages", ()) or ()):
     from jaxtransfer import stages
     stages.validate(config)
+  if tuple(config.get("variants", ()) or ()):
+    from jaxtransfer import sweeps
+    sweeps.validate(config)
+    for variant, one in zip(sweeps.variants(config),
+                            sweeps.variant_configs(config)):
+      try:
+        validate(one)
+      except UserError as e:
+        raise UserError(f"config.variants ({variant['name']}): {e}") from None
 
 
 def _pair(config, field: str, default, low_ok, ordered_ok, problem: str):

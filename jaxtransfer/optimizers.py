@@ -288,12 +288,16 @@ def regularization(params, config, trainable_mask=None,
   also has a 'kernel' (Conv/Dense: BatchNorm's scale and bias are not
   regularised, as in Keras). With `trainable_mask` (a tree of bools like
   `params`) only trainable leaves count. A float32 scalar; a constant 0
-  (nothing traced) when all four strengths are 0.
+  (nothing traced) when all four strengths are 0. `hyper` replaces any of
+  the four strengths (a vectorised sweep's model: a traced strength is
+  always applied, a Python 0 never).
   """
-  l2 = {"kernel": float(config.kernel_l2), "bias": float(config.bias_l2)}
-  l1 = {"kernel": float(config.kernel_l1), "bias": float(config.bias_l1)}
+  hyper = hyper or {}
+  value = lambda name: hyper.get(name, float(config[name]))
+  l2 = {"kernel": value("kernel_l2"), "bias": value("bias_l2")}
+  l1 = {"kernel": value("kernel_l1"), "bias": value("bias_l1")}
   total = jnp.zeros((), jnp.float32)
-  if not any(l2.values()) and not any(l1.values()):
+  if not any(_nonzero(v) for v in (*l2.values(), *l1.values())):
     return total
   leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
   mask = ([True] * len(leaves) if trainable_mask is None

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 
 from jaxtransfer import (attacks, augment, data, distributed, freezing,
-                         models, optimizers, tasks)
+                         models, optimizers, sweeps, tasks)
 from jaxtransfer.errors import UserError
 
 
@@ -72,7 +72,9 @@ class RunKeys:
 
 
 def seeds_of(config) -> list[int]:
-  return [config.seed + k for k in range(config.num_seeds)]
+  """The seed of every model on the run's model axis: config.seed + k, or
+  each variant's seeds in turn (sweeps.py)."""
+  return sweeps.model_seeds(config)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +103,11 @@ class Setup:
   # config.adversarial parsed: each training batch is replaced by this
   # attack on the current model (attacks.adversarial_inputs); None: off.
   adversarial: attacks.Attack | None = None
+  # Every model's step scalars (learning rate, weight decay, regulariser
+  # strengths, loss weights: sweeps.Hyper) and the optimizer built from one
+  # model's (`tx` is model 0's, for the state's structure).
+  hyper: sweeps.Hyper | None = None
+  make_tx: Callable[[dict], optax.GradientTransformation] | None = None
 
   @property
   def replicated(self) -> NamedSharding:
@@ -152,10 +159,11 @@ def forward(setup: Setup, params, batch_stats, inputs, train: bool = False,
   return setup.model.apply(variables, inputs, train=train, **kwargs), batch_stats
 
 
-def train_step(setup: Setup, state: TrainState, examples, labels, order,
-               augment_key) -> TrainState:
+def train_step(setup: Setup, hyper: dict, state: TrainState, examples,
+               labels, order, augment_key) -> TrainState:
   """One optimizer step of one model on batch `state.step % steps_per_epoch`
-  of its `order`. The loop runs it over stacked seeds (`make_train_step`).
+  of its `order`, with the model's step scalars `hyper`. The loop runs it
+  over the stacked models (`make_train_step`).
   `examples` are the uint8 images (shared by the seeds) or, with the feature
   cache, this model's body features. With six views per epoch the order runs
   over 6N: index i is view i % 6 of image i // 6."""
@@ -179,10 +187,10 @@ def train_step(setup: Setup, state: TrainState, examples, labels, order,
     outputs, batch_stats = forward(setup, params, state.batch_stats, inputs,
                                    train=True,
                                    dropout_key=jax.random.fold_in(step_key, 1))
-    loss, sums = setup.task.loss_and_sums(outputs, inputs, batch_labels,
-                                          weights)
+    loss, sums = setup.task.with_hyper(hyper).loss_and_sums(
+        outputs, inputs, batch_labels, weights)
     if setup.regularizer is not None:
-      penalty = setup.regularizer(params)
+      penalty = setup.regularizer(params, hyper=hyper)
       sums = {**sums, "regularization_sum": penalty * sums["count"]}
       loss = loss + penalty
     return loss, (sums, batch_stats)
@@ -192,7 +200,8 @@ def train_step(setup: Setup, state: TrainState, examples, labels, order,
   # Frozen gradients are zeroed by the optimizer's set_to_zero branch before
   # any stateful transform sees them, and never leave this function: XLA
   # drops their backward pass.
-  updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
+  updates, opt_state = setup.make_tx(hyper).update(grads, state.opt_state,
+                                                   state.params)
   params = freezing.apply_updates(state.params, updates, setup.trainable)
   epoch_start = position == 0
   metric_sums = jax.tree.map(
@@ -243,13 +252,15 @@ def _examples_axis(setup: Setup):
 
 
 def make_train_step(setup: Setup):
-  """train_step over stacked models: per-seed state, order and key; shared data."""
-  return over_seeds(functools.partial(train_step, setup),
-                    (0, _examples_axis(setup), None, 0, 0),
-                    setup.seed_parallelism)
+  """train_step over stacked models: per-model state, order, key and step
+  scalars; shared data."""
+  return sweeps.over_models(functools.partial(train_step, setup),
+                            (0, _examples_axis(setup), None, 0, 0),
+                            setup.seed_parallelism, setup.hyper)
 
 
-def evaluate_batches(setup: Setup, variables, images, labels, weights):
+def evaluate_batches(setup: Setup, hyper: dict, variables, images, labels,
+                     weights):
   """One model's metric sums over a padded evaluation set [num_batches, B, ...];
   `variables` = {'params': ..., 'batch_stats': ...} (inference mode)."""
 
@@ -259,8 +270,8 @@ def evaluate_batches(setup: Setup, variables, images, labels, weights):
     inputs = _prepare_inputs(setup, batch_images)
     outputs, _ = forward(setup, variables["params"], variables["batch_stats"],
                          inputs)
-    _, sums = setup.task.loss_and_sums(outputs, inputs, batch_labels,
-                                       batch_weights)
+    _, sums = setup.task.with_hyper(hyper).loss_and_sums(
+        outputs, inputs, batch_labels, batch_weights)
     return jax.tree.map(jnp.add, totals, sums), None
 
   totals, _ = jax.lax.scan(body, tasks.zero_sums(setup.task),
@@ -277,9 +288,10 @@ def make_evaluator(setup: Setup):
   """jit(over_seeds(evaluate_batches)) over stacked variables: training and
   --mode=eval share it, so a restored checkpoint evaluates to exactly the
   logged numbers."""
-  return jax.jit(over_seeds(functools.partial(evaluate_batches, setup),
-                            (0, _examples_axis(setup), None, None),
-                            setup.seed_parallelism))
+  return jax.jit(sweeps.over_models(
+      functools.partial(evaluate_batches, setup),
+      (0, _examples_axis(setup), None, None), setup.seed_parallelism,
+      setup.hyper))
 
 
 def body_features(setup: Setup, variables, images):
@@ -373,10 +385,16 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
                                           trainable)
   model = models.make_model(config, num_classes, frozen_norms=frozen_norms)
   task = tasks.make_task(config, num_classes)
-  base_tx, schedule = optimizers.make_optimizer(config, steps_per_epoch)
-  tx = freezing.make_optimizer(base_tx, trainable)
+  hyper = sweeps.Hyper.from_config(config)
+
+  def make_tx(scalars):  # one model's optimizer (only masked parameters move)
+    base, _ = optimizers.make_optimizer(config, steps_per_epoch, scalars)
+    return freezing.make_optimizer(base, trainable)
+
+  tx = make_tx(hyper.per_model[0])
+  schedule = optimizers.make_schedule(config, steps_per_epoch)
   regularizer = None
-  if any(config[f] for f in ("kernel_l2", "bias_l2", "kernel_l1", "bias_l1")):
+  if any(m[f] for m in hyper.per_model for f in optimizers.REGULARIZERS):
     regularizer = functools.partial(optimizers.regularization, config=config,
                                     trainable_mask=trainable)
   augment_options = augment.AugmentOptions.from_config(config.augment)
@@ -399,13 +417,13 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
       batch_size=batch_size, steps_per_epoch=steps_per_epoch, mesh=mesh,
       seed_parallelism=resolve_seed_parallelism(config.seed_parallelism),
       feature_cache=feature_cache, regularizer=regularizer,
-      adversarial=adversarial)
+      adversarial=adversarial, hyper=hyper, make_tx=make_tx)
   sum_names = tasks.zero_sums(task)
   if regularizer is not None:
     sum_names["regularization_sum"] = jnp.zeros((), jnp.float32)
 
-  def init_one(key, params, batch_stats):
-    variables = model.init(key, sample, train=False)
+  def init_one(init_model, key, params, batch_stats):
+    variables = init_model.init(key, sample, train=False)
     if params is None:
       params = variables["params"]
     if batch_stats is None:
@@ -415,8 +433,20 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
                       metric_sums=dict(sum_names),
                       nonfinite_step=jnp.full((), -1, jnp.int32))
 
+  # Variants with other initialisers init their models with their own
+  # (same shapes); training runs `model` (an initialiser is not applied).
+  groups = [(model if one is config else models.make_model(
+      one, num_classes, frozen_norms=frozen_norms), models_slice)
+            for one, models_slice in sweeps.init_groups(config)]
+
   def init_state(keys, params=None, batch_stats=None) -> TrainState:
-    return jax.vmap(init_one)(keys, params, batch_stats)
+    parts = [jax.vmap(functools.partial(init_one, init_model))(
+        keys[part], *(None if x is None else jax.tree.map(
+            lambda a, part=part: a[part], x) for x in (params, batch_stats)))
+             for init_model, part in groups]
+    if len(parts) == 1:
+      return parts[0]
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
 
   return setup, init_state
 

@@ -59,6 +59,10 @@ class ClassificationTask:
             **_class_sums(self.num_classes, correct, labels, weights)}
     return sums["loss_sum"] / jnp.maximum(count, 1.0), sums
 
+  def with_hyper(self, hyper: dict) -> "ClassificationTask":
+    del hyper  # no loss weights
+    return self
+
   def summarize(self, sums: dict[str, Any]) -> dict[str, float]:
     count = max(float(sums["count"]), 1.0)
     return {"loss": float(sums["loss_sum"]) / count,
@@ -80,6 +84,10 @@ class ReconstructionTask:
     sums = {"loss_sum": jnp.sum(errors * weights), "count": count}
     return sums["loss_sum"] / jnp.maximum(count, 1.0), sums
 
+  def with_hyper(self, hyper: dict) -> "ReconstructionTask":
+    del hyper
+    return self
+
   def summarize(self, sums: dict[str, Any]) -> dict[str, float]:
     count = max(float(sums["count"]), 1.0)
     return {"loss": float(sums["loss_sum"]) / count,
@@ -99,6 +107,12 @@ class JointTask:
   delta: float = 0.0  # the jigsaw term's weight
   name: str = "joint"
   num_classes: int = 0
+
+  def with_hyper(self, hyper: dict) -> "JointTask":
+    """This task with one model's loss weights (a vectorised sweep's: Python
+    floats, or traced scalars under vmap)."""
+    return dataclasses.replace(self, alpha=hyper.get("joint.alpha", self.alpha),
+                               beta=hyper.get("joint.beta", self.beta))
 
   @property
   def sum_shapes(self) -> dict[str, tuple]:

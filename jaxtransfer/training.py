@@ -29,7 +29,7 @@ import numpy as np
 import tqdm
 
 from jaxtransfer import (augment, checkpoints, configlib, data, distributed,
-                         freezing, initialization, optimizers, steps,
+                         freezing, initialization, steps, sweeps,
                          tensorboard_events, workdir as workdir_lib)
 from jaxtransfer.errors import UserError, brief
 # The step machinery lives in steps.py; these names are part of this
@@ -409,18 +409,27 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
         "val_examples": len(dataset.val),
         **({"class_names": list(dataset.class_names)}
            if config.get("per_class_metrics", False) else {}),
-        "num_seeds": len(seeds),
+        "num_seeds": config.num_seeds,
         "devices": jax.device_count(),
         "processes": jax.process_count(),
         "steps_in_this_process": steps_run,
-        "learning_rate": optimizers.learning_rate_at(
-            setup.schedule, epoch * steps_per_epoch),
         **normalization_record(config, setup),
         **memory_usage(),
     }
-    records = [{**shared, "seed": seed, **train, **val} for seed, train, val in zip(
-        seeds, seed_records(setup.task, train_sums, "train"),
-        seed_records(setup.task, val_sums, "val"))]
+    rates = sweeps.learning_rates(config, steps_per_epoch,
+                                  epoch * steps_per_epoch)
+    records = [{**shared, "seed": seed, **({"variant": variant} if variant
+                                          else {}),
+                "learning_rate": rate, **train, **val}
+               for seed, variant, rate, train, val in zip(
+                   seeds, sweeps.model_variants(config), rates,
+                   seed_records(setup.task, train_sums, "train"),
+                   seed_records(setup.task, val_sums, "val"))]
+    for record, scalars in zip(records, setup.hyper.per_model):
+      if not any(scalars[f] for f in sweeps.REGULARIZERS):
+        # A sweep's model without a regulariser: its record is its arm's.
+        record.pop("train_regularization", None)
+        record.pop("train_total_loss", None)
     for record in records:
       bad = [k for k, v in record.items()
              if isinstance(v, float) and not math.isfinite(v)]
