@@ -73,7 +73,7 @@ def main() -> None:
     channels = features
 
   from configs import default
-  from jaxtransfer import steps
+  from jaxtransfer import run_setup, steps
   config = default.get_config()
   config.model, config.image_size, config.optimizer = "alexnet_bn", 32, "sgd"
   n = args.batch_size * 4
@@ -84,7 +84,7 @@ def main() -> None:
   for use_small in (False, True):
     if not use_small:  # the ordinary convolution everywhere
       common.SMALL_MAP_PIXELS = -1
-    setup, init_state = steps.build_setup(config, 10, 4, args.batch_size)
+    setup, init_state = run_setup.build_setup(config, 10, 4, args.batch_size)
     keys = steps.RunKeys.from_seeds([0])
     step = jax.jit(steps.make_train_step(setup), donate_argnums=0)
     state = step(init_state(keys.init), images, labels, order, keys.augment)

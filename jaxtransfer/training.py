@@ -34,9 +34,9 @@ from jaxtransfer import (augment, checkpoints, configlib, data, distributed,
 from jaxtransfer.errors import UserError, brief
 # The step machinery lives in steps.py; these names are part of this
 # module's interface too (benchmarks and tests use them from here).
+from jaxtransfer.run_setup import abstract_state, build_setup  # noqa: F401
 from jaxtransfer.steps import (EvalSet, RunKeys, Setup, TrainState,  # noqa: F401
-                               abstract_state, build_setup, epoch_order,
-                               make_eval_set, make_evaluator,
+                               epoch_order, make_eval_set, make_evaluator,
                                make_feature_extractor, make_mesh,
                                make_train_step, model_variables, over_seeds,
                                resolve_seed_parallelism, seed_records,

@@ -39,7 +39,7 @@ def _results(run_dir):
 
 
 def _initial_params(config):
-  setup, init_state = steps.build_setup(config, 10, 8, config.batch_size)
+  setup, init_state = training.build_setup(config, 10, 8, config.batch_size)
   return init_state(steps.RunKeys.from_seeds(steps.seeds_of(config)).init
                     ).params
 
