@@ -17,6 +17,10 @@ The arms come from `config.study`:
           <workdir>/source (resumable, as an arm); every arm with
           init='checkpoint' and no init_weights starts from it (seed 001's
           transfer with a jaxtransfer run as the source model).
+  vectorize  True: arms that differ only in seed, initialisers, learning
+          rate, weight decay, regulariser strengths or joint loss weights
+          train as one program (sweeps.py, study_vectorize.py); each still
+          gets its own <workdir>/<arm>/ run, records and report row.
   columns the report's table in a study's own terms (report_columns.py):
           metrics, config fields and per-arm notes, e.g. seed 001's
           ('train_accuracy', 'val_accuracy', 'lr', 'epochs', ...).
@@ -47,7 +51,8 @@ from absl import logging
 import tqdm
 
 from jaxtransfer import (active, configlib, data, distributed, experiment,
-                         report, stages, training, workdir as workdir_lib)
+                         report, stages, study_vectorize, training,
+                         workdir as workdir_lib)
 from jaxtransfer.study_plan import (  # noqa: F401  (the public names)
     DATA_FIELDS, SOURCE_SUBDIR, STUDY_FIELDS, Arm, arm_config, plan_study,
     is_study, plan_arms, swept_fields)
@@ -137,11 +142,13 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
                                verbose=False))
       if primary and kind == "autoencoder":
         experiment.write_reconstructions(ae_config, ae_dir)
+    swept = _run_sweeps(config, workdir, runnable, datasets, progress, plan)
     for index, (arm, run_config) in enumerate(runnable, start=1):
       label = f"arm {index}/{len(runnable)} {arm['name']}"
       progress.start(label)
       arm_dir = os.path.join(workdir, arm["name"])
-      progress.advance(_epochs_done(run_config, arm_dir))
+      if arm["name"] not in swept:  # (a sweep's arms advanced with it)
+        progress.advance(_epochs_done(run_config, arm_dir))
       started = time.perf_counter()
       hooks = training.Hooks(label=f"  {arm['name']}", bar_position=1,
                              on_epoch_end=lambda _: progress.advance(),
@@ -176,6 +183,34 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
   if primary:
     logging.info("Report: %s", report.write_report(workdir))
   return plan
+
+
+def _run_sweeps(config, workdir, runnable, datasets, progress, plan):
+  """config.study.vectorize: trains each group of arms that can share a
+  program as one run (study_vectorize.py), leaving each arm's directory
+  finished. Returns the names of the arms so trained."""
+  if not study_vectorize.enabled(config):
+    return set()
+  swept = set()
+  for index, members in enumerate(study_vectorize.groups(runnable, workdir)):
+    names = [arm["name"] for arm, _ in members]
+    group = f"{study_vectorize.GROUP_PREFIX}{index}"
+    progress.start(f"{group}: {len(names)} arms in one program")
+    progress.advance(len(names) * _epochs_done(
+        members[0][1], os.path.join(workdir, group)))
+    hooks = training.Hooks(
+        label=f"  {group}", bar_position=1, verbose=False,
+        on_epoch_end=lambda _, n=len(names): progress.advance(n))
+    study_vectorize.run_group(index, members, workdir,
+                              datasets.get(members[0][1]), hooks)
+    for arm, _ in members:
+      arm["vectorized_in"] = group
+    swept.update(names)
+    logging.info("%s: arms %s trained as one program", group,
+                 ", ".join(names))
+    if distributed.is_primary():
+      workdir_lib.write_json_atomic(os.path.join(workdir, STUDY_FILE), plan)
+  return swept
 
 
 def _arm_epochs(config) -> int:

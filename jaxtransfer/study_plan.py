@@ -22,7 +22,7 @@ from jaxtransfer.errors import UserError
 # config.study's own fields; everything else in a study config is the base
 # config every arm starts from.
 STUDY_FIELDS = ("grid", "arms", "inits", "freezes", "colour_by", "panel_by",
-                "source", "columns")
+                "source", "columns", "vectorize")
 SOURCE_SUBDIR = "source"
 # Fields that change what data an arm reads: arms that agree on them share
 # one read of the data.

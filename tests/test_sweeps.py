@@ -16,11 +16,11 @@ TIMINGS = {"epoch_seconds", "eval_seconds", "compile_seconds",
 
 
 def _config(**overrides):
-  config = tiny_config(model="notation", encoder="C(8)>C(16)",
-                       classifier="L(32)>L'(10)", image_size=32,
-                       train_subset=256, val_subset=100, batch_size=32,
-                       num_epochs=2, optimizer="adam", learning_rate=1e-3,
-                       num_seeds=2, **overrides)
+  settings = dict(model="notation", encoder="C(8)>C(16)",
+                  classifier="L(32)>L'(10)", image_size=32, train_subset=256,
+                  val_subset=100, batch_size=32, num_epochs=2,
+                  optimizer="adam", learning_rate=1e-3, num_seeds=2)
+  config = tiny_config(**{**settings, **overrides})
   config.augment.hflip = True
   return config
 
@@ -139,3 +139,46 @@ def test_hyper_keeps_agreeing_scalars_python_numbers():
                              [1e-3, 1e-3, 3e-3, 3e-3, 1e-3, 1e-3])
   groups = sweeps.init_groups(config)
   assert [g[1] for g in groups] == [slice(0, 2), slice(2, 4), slice(4, 6)]
+
+
+def _study(vectorize):
+  import ml_collections
+  config = _config(num_seeds=1)
+  with config.unlocked():
+    config.study = ml_collections.ConfigDict()
+    config.study.arms = (
+        {"name": "he", "kernel_init": "he_normal"},
+        {"name": "glorot_fast", "kernel_init": "glorot_uniform",
+         "bias_init": "glorot_uniform", "learning_rate": 3e-3},
+        {"name": "sgd", "optimizer": "sgd"},  # another program
+    )
+    config.study.vectorize = vectorize
+  return config
+
+
+@needs_cifar10
+def test_vectorised_study_writes_each_arm_as_if_run_alone(tmp_path):
+  from jaxtransfer import experiment, study, workdir as workdir_lib
+  plan = study.run(_study(True), str(tmp_path / "one"))
+  assert [a.get("vectorized_in") for a in plan["arms"]] == [
+      "sweep_0", "sweep_0", None]
+  study.run(_study(False), str(tmp_path / "apart"))
+  for arm in ("he", "glorot_fast", "sgd"):
+    ours = _strip(workdir_lib.read_metrics(tmp_path / "one" / arm))
+    theirs = _strip(workdir_lib.read_metrics(tmp_path / "apart" / arm))
+    assert ours == theirs and len(ours) == 2
+    for a, b in zip(jax.tree.leaves(_results(tmp_path / "one" / arm)[0]),
+                    jax.tree.leaves(_results(tmp_path / "apart" / arm)[0])):
+      np.testing.assert_array_equal(a, b)
+  # An exported arm is a finished run of its own config: evaluating its
+  # checkpoint reproduces its last record, and a rerun trains nothing.
+  config = experiment.config_from_workdir(str(tmp_path / "one" / "he"))
+  evaluated = experiment.evaluate(config, str(tmp_path / "one" / "he"))
+  last = workdir_lib.read_metrics(tmp_path / "one" / "he")[-1]
+  assert evaluated[0]["val_loss"] == pytest.approx(last["val_loss"], rel=1e-6)
+  stamp = (tmp_path / "one" / "sweep_0" / "metrics.jsonl").stat().st_mtime_ns
+  study.run(_study(True), str(tmp_path / "one"))
+  assert (tmp_path / "one" / "sweep_0" / "metrics.jsonl"
+          ).stat().st_mtime_ns == stamp
+  report = (tmp_path / "one" / "report.md").read_text()
+  assert "| glorot_fast |" in report and "| he |" in report
