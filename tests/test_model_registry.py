@@ -50,7 +50,8 @@ def test_the_registry_holds_the_four_models_and_the_zoo_with_their_specs():
     assert "checkpoint" in spec.pretrained_inits
     assert spec.input_channels == {**NATURAL, **NOTATION, **ZOO}[name][1]
     assert spec.min_image_size <= {**NATURAL, **NOTATION, **ZOO}[name][0]
-    assert spec.heads == (("", "linear") if name in ZOO
+    assert spec.heads == (("", "linear", "mlp") if name == "resnet50" else
+                          ("", "linear") if name in ZOO
                           or name == "alexnet_torchvision" else ("",))
   assert models.MODELS["alexnet"].pretrained_inits == (
       "autoencoder", "imagenet", "checkpoint")

@@ -382,8 +382,8 @@ def test_frozen_body_keeps_params_and_statistics_while_the_head_trains():
 def _shapes(name, head="", num_classes=7, image_size=None):
   spec = models.get_spec(name)
   size = image_size or max(spec.min_image_size, 32 if name != "alexnet_torchvision" else 64)
-  model = models.make_model(_config(model=name, image_size=size, head=head),
-                            num_classes)
+  model = models.make_model(_config(model=name, image_size=size, head=head,
+                                    head_hidden=512), num_classes)
   return jax.eval_shape(lambda: model.init(
       jax.random.key(0), jnp.zeros((1, size, size, 3))))
 
@@ -394,6 +394,28 @@ def test_linear_head_is_one_dense_layer(name):
   layer = LINEAR_LAYER.get(name, "fc")
   head = jax.tree.map(lambda a: a.shape, variables["params"]["head"])
   assert head == {layer: {"kernel": (FEATURES[name], 7), "bias": (7,)}}
+
+
+def test_mlp_head_is_seed_004s_keras_head():
+  """flatten -> Dense(head_hidden, relu) -> Dense(classes), by hand."""
+  from jaxtransfer.models.common import MLPHead
+  head = MLPHead(7, hidden=512)
+  features = np.random.default_rng(0).standard_normal((3, 2048)).astype(
+      np.float32)
+  variables = head.init(jax.random.key(0), features)
+  p = variables["params"]
+  assert jax.tree.map(lambda a: a.shape, p) == {
+      "fc1": {"kernel": (2048, 512), "bias": (512,)},
+      "fc2": {"kernel": (512, 7), "bias": (7,)}}
+  hidden = np.maximum(features @ np.asarray(p["fc1"]["kernel"])
+                      + np.asarray(p["fc1"]["bias"]), 0)
+  want = hidden @ np.asarray(p["fc2"]["kernel"]) + np.asarray(p["fc2"]["bias"])
+  np.testing.assert_allclose(head.apply(variables, features), want,
+                             rtol=1e-4, atol=1e-5)
+  assert jax.tree.map(lambda a: a.shape, _shapes(
+      "resnet50", head="mlp")["params"]["head"]) == {
+          "fc1": {"kernel": (2048, 512), "bias": (512,)},
+          "fc2": {"kernel": (512, 7), "bias": (7,)}}
 
 
 def test_unknown_heads_are_user_errors_naming_the_field():
@@ -412,7 +434,9 @@ def test_unknown_heads_are_user_errors_naming_the_field():
 @pytest.mark.parametrize("name", ZOO)
 def test_registry_entries(name):
   spec = models.get_spec(name)
-  assert spec.input_channels == 3 and spec.heads == ("", "linear")
+  assert spec.input_channels == 3
+  assert spec.heads == (("", "linear", "mlp") if name == "resnet50"
+                        else ("", "linear"))
   assert spec.pretrained_inits == ("imagenet", "checkpoint")
   assert spec.default_dropout == (0.5 if name.startswith("vgg") else 0.0)
   assert spec.min_image_size == {"resnet50": 1, "densenet121": 29}.get(name, 32)

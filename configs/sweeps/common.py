@@ -40,10 +40,14 @@ def seed004_config(arg_string, **arguments):
   return config, arg
 
 
-def as_study(config, arms, columns, vectorize=True):
+def as_study(config, arms, columns, vectorize=True, **study_fields):
+  """The config with `arms` as its study (other config.study fields, e.g.
+  colour_by, as keyword arguments)."""
   with config.unlocked():
     config.study = ml_collections.ConfigDict()
     config.study.arms = tuple(arms)
     config.study.columns = tuple(columns)
     config.study.vectorize = vectorize
+    for field, value in study_fields.items():
+      config.study[field] = value
   return config

@@ -260,6 +260,29 @@ class LinearHead(nn.Module):
     return x.astype(jnp.float32)
 
 
+class MLPHead(nn.Module):
+  """config.head='mlp' (seed 004's Keras head on ResNet50: Flatten ->
+  Dense(512, relu) -> Dense(classes)): the pooled body features flattened
+  -> fc1 (config.head_hidden units) -> ReLU -> [dropout] -> fc2 -> logits."""
+  num_classes: int
+  hidden: int = 512
+  kernel_init: str = "torch"
+  dtype: Any = jnp.float32
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, features, train: bool = False):
+    x = features.reshape(features.shape[0], -1)
+    x = nn.Dense(self.hidden, dtype=self.dtype, name="fc1",
+                 **_inits(self.kernel_init, x.shape[-1]))(x)
+    x = nn.relu(x)
+    if self.dropout > 0:
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc2",
+                 **_inits(self.kernel_init, x.shape[-1]))(x)
+    return x.astype(jnp.float32)
+
+
 def head_choice(config) -> str:
   """config.head ('' in configs from before the field)."""
   return str(getattr(config, "head", "") or "")

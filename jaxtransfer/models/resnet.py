@@ -10,6 +10,8 @@ mapping (`torch_module`) is a join:
   body/layer{1..4}/0/downsample/0 (conv), .../1 (norm)  the projection
   head/fc                                               (config.head '' and
                                                          'linear' alike)
+  head/fc1, head/fc2                                    (config.head='mlp':
+                                                         seed 004's Keras head)
 
 Convolutions have no bias; BatchNorms are PyTorch's (momentum 0.1, epsilon
 1e-5), their running statistics in batch_stats under the same paths.
@@ -23,9 +25,10 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (init_spec, BodyHead, LinearHead, ModelSpec,
-                                       TorchLayers, _conv_out, bn_momentum,
-                                       check_frozen_norms, dropout_rate,
+from jaxtransfer.models.common import (BodyHead, LinearHead, MLPHead,
+                                       ModelSpec, TorchLayers, _conv_out,
+                                       bn_momentum, check_frozen_norms,
+                                       dropout_rate, head_choice, init_spec,
                                        smallest_image_size)
 
 # (blocks, bottleneck width, stride of the first block) per layer.
@@ -128,13 +131,19 @@ class ResNet50(BodyHead):
   dtype: Any = jnp.float32
   frozen_norms: tuple[str, ...] = ()
   bn_momentum: float = 0.9  # PyTorch's momentum 0.1
+  head_type: str = ""  # '' and 'linear': fc; 'mlp': fc1 -> ReLU -> fc2
+  head_hidden: int = 512
 
   def setup(self):
     check_frozen_norms(self.frozen_norms, norm_paths(), "resnet50")
     self.body = ResNetBody(self.kernel_init, self.dtype, self.frozen_norms,
                            self.bn_momentum)
-    self.head = LinearHead(self.num_classes, self.kernel_init, self.dtype,
-                           self.dropout, layer="fc")
+    if self.head_type == "mlp":
+      self.head = MLPHead(self.num_classes, self.head_hidden,
+                          self.kernel_init, self.dtype, self.dropout)
+    else:
+      self.head = LinearHead(self.num_classes, self.kernel_init, self.dtype,
+                             self.dropout, layer="fc")
 
   def features(self, x, train: bool = False):
     return jnp.mean(self.body(x, train), axis=(1, 2))
@@ -153,7 +162,8 @@ def build(config, num_classes: int, *, dtype: Any,
   check_frozen_norms(frozen_norms, norm_paths(), "resnet50")
   return ResNet50(num_classes, dropout_rate(config, SPEC.default_dropout),
                   init_spec(config), dtype, tuple(frozen_norms),
-                  bn_momentum(config, 0.9))
+                  bn_momentum(config, 0.9), head_choice(config),
+                  int(config.head_hidden))
 
 
 SPEC = ModelSpec(
@@ -166,5 +176,5 @@ SPEC = ModelSpec(
     description=("torchvision's ResNet-50 (v1.5, BatchNorm): 16 bottlenecks, "
                  "global average pool, 2048 -> classes fc"),
     pretrained_inits=("imagenet", "checkpoint"),
-    heads=("", "linear"),
+    heads=("", "linear", "mlp"),
 )
