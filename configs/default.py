@@ -83,6 +83,12 @@ def get_config(arg=None):
   # of 'train+test', 1,103 of 7,349). With validation='holdout',
   # val_split='' means there is no separate test set (seed 001 had none).
   config.holdout_fraction = 0.0
+  # validation='kfold': the training split dealt into `folds` stratified
+  # folds (kfold.py); fold=i trains on the others and validates on fold i,
+  # fold=-1 trains all folds side by side in one program. val_split is
+  # then the test set.
+  config.folds = 5
+  config.fold = -1
   config.val_subset = 0  # 0: all; N: first N validation examples, balanced
   # Class selection: a subset of class names, relabelled 0..k-1 in this
   # order (() = all), and per class name the fraction of its training

@@ -25,7 +25,7 @@ from jaxtransfer.errors import UserError
 
 TASKS = ("classifier", "autoencoder", "joint")
 INITS = ("random", "autoencoder", "imagenet", "checkpoint")
-VALIDATION_SPLITS = ("test", "holdout")
+VALIDATION_SPLITS = ("test", "holdout", "kfold")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 NORMALIZATIONS = ("imagenet", "dataset", "none")
 STORED_RESIZE = ("crop", "stretch")
@@ -69,7 +69,8 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "active.strategy": "", "active.initial": 750, "active.query_size": 50,
     "active.budget": 1000, "reinit": [], "stages": [],
     "corruption": "", "per_class_metrics": False, "low_level_skip": False, "resample": "", "arch": "", "encoder": "", "classifier": "",
-    "joint.alpha": 1.0, "bias_init": "", "variants": [],
+    "joint.alpha": 1.0, "bias_init": "", "variants": [], "folds": 5,
+    "fold": -1,
     "joint.beta": 1.0, "joint.delta": 0.0, "joint.jigsaw_grid": 2,
 }
 # ... and fields those runs had that are gone, with the value that the new
@@ -315,6 +316,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(value % devices == 0, field, value,
              f"does not divide by the {devices} devices (each takes an equal "
              "share of the batch)")
+  if config.validation == "kfold":
+    _require(isinstance(config.folds, int) and config.folds >= 2, "folds",
+             config.folds, "k-fold cross-validation needs at least 2 folds")
+    _require(isinstance(config.fold, int) and -1 <= config.fold < config.folds,
+             "fold", config.fold, f"must be -1 (all {config.folds} side by "
+             f"side) or a fold 0..{config.folds - 1}")
+    if config.fold < 0:
+      _require(config.num_seeds == 1, "num_seeds", config.num_seeds,
+               "must be 1 with fold=-1 (the folds are the models side by "
+               "side; fold k is seeded config.seed + k)")
+      _require(not tuple(config.get("variants", ()) or ()), "variants",
+               "(...)", "cannot be combined with all folds side by side")
+      _require(not config.get("adversarial", ""), "adversarial",
+               config.adversarial, "is not supported with fold=-1")
   if config.validation == "holdout" and not config.get("holdout_fraction"):
     _require(config.holdout_size >= 1, "holdout_size", config.holdout_size,
              "validation='holdout' needs at least one held-out example")

@@ -56,6 +56,8 @@ class Dataset:
   # normalization='dataset' (None otherwise, and with validation_only).
   pixel_stats: tuple[tuple[float, ...], tuple[float, ...]] | None
   test: Split | None = None  # val_split, with validation='holdout' + with_test
+  # validation='kfold' with fold=-1: each fold's indices into train (kfold.py)
+  folds: tuple[np.ndarray, ...] | None = None
 
   @property
   def nbytes(self) -> int:
@@ -233,8 +235,11 @@ def load_dataset(config, *, validation_only: bool = False,
   with validation='holdout' only the held-out examples are. with_test (with
   validation='holdout'): val_split is read as `Dataset.test`.
   """
+  from jaxtransfer import kfold
   data_dir = resolve_data_dir(config)
   configlib.validate_data_fields(config)
+  if kfold.enabled(config):  # the folds are slices of the training split
+    validation_only = False
   builder = open_builder(config.dataset, data_dir)
   with_test = (with_test and config.validation == "holdout"
                and bool(config.val_split))
@@ -251,6 +256,8 @@ def load_dataset(config, *, validation_only: bool = False,
         f": {dataset_spec.first_line(e)[:200]}); it may be damaged: prepare it "
         f"again ({command}) or point config.data_dir / TFDS_DATA_DIR at a good "
         "copy") from e
+  if kfold.enabled(config):
+    dataset = kfold.split(dataset, config)
   train, val, test = dataset.train, dataset.val, dataset.test
   logging.info(
       "Loaded %s from %s: %d train (%s), %d validation (%s)%s; %d classes; "

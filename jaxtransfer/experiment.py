@@ -18,12 +18,13 @@ from typing import Any
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from jaxtransfer import (augment, checkpoints, configlib, data, distributed,
-                         initialization,
-                         training, workdir as workdir_lib)
+                         initialization, kfold, training,
+                         workdir as workdir_lib)
 from jaxtransfer.errors import UserError
 
 
@@ -153,6 +154,24 @@ def _attack_accuracies(config, setup, variables, eval_set) -> dict[str, list]:
   return found
 
 
+def _eval_set(split_name, split, dataset, config, setup):
+  """The split as the evaluator takes it: with k-fold folds side by side,
+  'val' is each model's own fold and 'test' the same for every model."""
+  if not setup.per_model_eval:
+    return training.make_eval_set(split, config.eval_batch_size, setup)
+  if tuple(config.eval.attacks):
+    raise UserError("config.eval.attacks with validation='kfold' and fold=-1:"
+                    " evaluate one fold's run (--config.fold=K) instead")
+  if split_name == "val":
+    return kfold.stacked_eval_set(dataset, config.eval_batch_size, setup)
+  shared = training.make_eval_set(split, config.eval_batch_size, setup)
+  models = len(dataset.folds)
+  stack = lambda x: jax.device_put(jnp.broadcast_to(x, (models, *x.shape)),
+                                   setup.replicated)
+  return training.EvalSet(stack(shared.images), stack(shared.labels),
+                          stack(shared.weights), shared.size)
+
+
 def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:
   """The config a run in `workdir` was started with (for --mode=eval)."""
   stored = workdir_lib.read_config(workdir)
@@ -237,7 +256,7 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
   results = [{"workdir": os.path.abspath(workdir), "checkpoint": which,
               "step": step, "seed": seed} for seed in seeds]
   for split_name, split in splits.items():
-    eval_set = training.make_eval_set(split, config.eval_batch_size, setup)
+    eval_set = _eval_set(split_name, split, dataset, config, setup)
     variables = training.model_variables(state)
     images = eval_set.images  # uint8: what the attacks perturb
     if setup.feature_cache:  # as the training loop evaluated it

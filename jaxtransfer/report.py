@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxtransfer import report_columns, workdir as workdir_lib
+from jaxtransfer import kfold, report_columns, workdir as workdir_lib
 from jaxtransfer.report_plots import (  # noqa: F401  (curves: public)
     by_seed, curves, plot_axes, plot_metric, plot_reconstructions,
     plot_train_val_loss)
@@ -265,6 +265,9 @@ def write_report(workdir: str) -> str:
             f" {_pm(attacked.get(arm['name'], {}).get(name))} |"
             for name in attacks_run))
 
+  folded = [a for a in ran if len({r.get("fold") for r in metrics[a["name"]]
+                                    if "fold" in r}) > 1]
+  lines += kfold.report_lines(folded, summaries)
   own = report_columns.table_lines(workdir, study, metrics)
   if own:
     lines += ["", "## The study's table (final epoch, mean ± std over seeds;"

@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxtransfer import (attacks, augment, data, freezing, models, optimizers,
-                         sweeps, tasks)
+from jaxtransfer import (attacks, augment, data, freezing, kfold, models,
+                         optimizers, sweeps, tasks)
 from jaxtransfer.steps import (Setup, TrainState, make_mesh,
                                resolve_seed_parallelism)
 
@@ -68,9 +68,10 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
                  config.task == "classifier" else None)
   body_frozen = "body" in trainable and not any(
       jax.tree.leaves(trainable["body"]))
+  side_by_side_folds = kfold.side_by_side(config)
   feature_cache = bool(config.cache_features and config.task == "classifier"
                        and body_frozen and not augment_options.any
-                       and adversarial is None)
+                       and adversarial is None and not side_by_side_folds)
   mean, std = data.normalization_constants(config, channels, pixel_stats)
   setup = Setup(
       model=model, task=task, tx=tx, schedule=schedule, trainable=trainable,
@@ -80,7 +81,8 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
       batch_size=batch_size, steps_per_epoch=steps_per_epoch, mesh=mesh,
       seed_parallelism=resolve_seed_parallelism(config.seed_parallelism),
       feature_cache=feature_cache, regularizer=regularizer,
-      adversarial=adversarial, hyper=hyper, make_tx=make_tx)
+      adversarial=adversarial, hyper=hyper, make_tx=make_tx,
+      per_model_eval=side_by_side_folds)
   sum_names = tasks.zero_sums(task)
   if regularizer is not None:
     sum_names["regularization_sum"] = jnp.zeros((), jnp.float32)

@@ -108,6 +108,9 @@ class Setup:
   # model's (`tx` is model 0's, for the state's structure).
   hyper: sweeps.Hyper | None = None
   make_tx: Callable[[dict], optax.GradientTransformation] | None = None
+  # K-fold with all folds side by side: each model's evaluation set is its
+  # own fold (stacked on the model axis: kfold.stacked_eval_set).
+  per_model_eval: bool = False
 
   @property
   def replicated(self) -> NamedSharding:
@@ -288,10 +291,11 @@ def make_evaluator(setup: Setup):
   """jit(over_seeds(evaluate_batches)) over stacked variables: training and
   --mode=eval share it, so a restored checkpoint evaluates to exactly the
   logged numbers."""
+  axis = 0 if setup.per_model_eval else None
   return jax.jit(sweeps.over_models(
       functools.partial(evaluate_batches, setup),
-      (0, _examples_axis(setup), None, None), setup.seed_parallelism,
-      setup.hyper))
+      (0, 0 if setup.per_model_eval else _examples_axis(setup), axis, axis),
+      setup.seed_parallelism, setup.hyper))
 
 
 def body_features(setup: Setup, variables, images):
@@ -337,7 +341,10 @@ class EvalSet:
   size: int
 
 
-def make_eval_set(split: data.Split, batch_size: int, setup: Setup) -> EvalSet:
+def make_eval_set(split: data.Split, batch_size: int, setup: Setup,
+                  place: bool = True) -> EvalSet:
+  """The split in whole evaluation batches, on the device (place=False:
+  numpy arrays, for the caller to stack)."""
   # Whole batches per device: round the batch up to a multiple of the device
   # count (the padding has weight 0, so the sums do not change).
   devices = setup.mesh.devices.size
@@ -350,7 +357,8 @@ def make_eval_set(split: data.Split, batch_size: int, setup: Setup) -> EvalSet:
   weights = np.concatenate([np.ones(len(split), np.float32),
                             np.zeros(pad, np.float32)])
   shape = lambda x: x.reshape(num_batches, batch_size, *x.shape[1:])
-  put = lambda x: distributed.put_replicated(shape(x), setup.replicated)
+  put = lambda x: (distributed.put_replicated(shape(x), setup.replicated)
+                   if place else shape(x))
   return EvalSet(put(images), put(labels), put(weights), len(split))
 
 

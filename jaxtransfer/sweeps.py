@@ -95,16 +95,25 @@ def variant_names(config) -> list[str]:
   return [v["name"] for v in variants(config)] or [""]
 
 
+def replicas(config) -> int:
+  """Models per variant: config.num_seeds, or with k-fold cross-validation
+  of all folds side by side (kfold.py) one per fold."""
+  if config.get("validation", "test") == "kfold" and int(
+      config.get("fold", -1)) < 0:
+    return int(config.folds)
+  return int(config.num_seeds)
+
+
 def model_seeds(config) -> list[int]:
   """The seed of every model on the axis, variant-major."""
   return [int(c.seed) + k for c in variant_configs(config)
-          for k in range(config.num_seeds)]
+          for k in range(replicas(config))]
 
 
 def model_variants(config) -> list[str]:
   """The variant name of every model on the axis ('' for a plain run)."""
   return [name for name in variant_names(config)
-          for _ in range(config.num_seeds)]
+          for _ in range(replicas(config))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +127,7 @@ class Hyper:
               if not f.startswith("joint.") or config.task == "joint"]
     return cls(tuple({f: float(_get(c, f)) for f in fields}
                      for c in variant_configs(config)
-                     for _ in range(config.num_seeds)))
+                     for _ in range(replicas(config))))
 
   @property
   def varying(self) -> tuple[str, ...]:
@@ -166,7 +175,7 @@ def init_groups(config) -> list[tuple[ml_collections.ConfigDict, slice]]:
   """(variant config, its models' slice of the axis) per run of variants
   with the same initialisers, in order: what init_state builds each with."""
   groups: list[tuple[Any, slice]] = []
-  seeds = config.num_seeds
+  seeds = replicas(config)
   for v, one in enumerate(variant_configs(config)):
     key = (one.kernel_init, one.get("bias_init", ""))
     if groups and (groups[-1][0].kernel_init,
@@ -215,12 +224,12 @@ def learning_rates(config, steps_per_epoch: int, step: int) -> list[float]:
   rates = [optimizers.learning_rate_at(
       optimizers.make_schedule(c, steps_per_epoch), step)
            for c in variant_configs(config)]
-  return [rate for rate in rates for _ in range(config.num_seeds)]
+  return [rate for rate in rates for _ in range(replicas(config))]
 
 
 def split_models(tree, config) -> dict[str, Any]:
   """A stacked tree [models, ...] -> {variant name: its [num_seeds, ...]}."""
-  seeds = config.num_seeds
+  seeds = replicas(config)
   return {name: jax.tree.map(lambda a, v=v: np.asarray(a)[v * seeds:
                                                           (v + 1) * seeds],
                              tree)

@@ -29,7 +29,7 @@ import numpy as np
 import tqdm
 
 from jaxtransfer import (augment, checkpoints, configlib, data, distributed,
-                         freezing, initialization, steps, sweeps,
+                         freezing, initialization, kfold, steps, sweeps,
                          tensorboard_events, workdir as workdir_lib)
 from jaxtransfer.errors import UserError, brief
 # The step machinery lives in steps.py; these names are part of this
@@ -128,7 +128,7 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
       return done
   dataset = dataset or data.load_dataset(config)
   # (seed 001's six views per epoch: 6N examples, every (image, view) once)
-  steps_per_epoch = (len(dataset.train) * augment.views_per_epoch(
+  steps_per_epoch = (training_examples(dataset) * augment.views_per_epoch(
       config.augment)) // config.batch_size
   if steps_per_epoch == 0:
     raise UserError(f"config.batch_size={config.batch_size} is larger than the "
@@ -148,6 +148,25 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
         checkpoints.RunCheckpoints(workdir, keep=config.keep_checkpoints)))
     return _train(config, config_dict, workdir, store, name, hooks, dataset,
                   setup, init_state, keys, initial_params, open_writers)
+
+
+def training_examples(dataset) -> int:
+  """Examples each model trains on per epoch (k-fold side by side: every
+  model the same number, kfold.train_indices)."""
+  if dataset.folds is not None:
+    return kfold.train_indices(dataset).shape[1]
+  return len(dataset.train)
+
+
+def _fold_fields(config, dataset) -> list[dict[str, Any]]:
+  """Per model: its fold and validation size under k-fold ({} otherwise)."""
+  models = len(seeds_of(config))
+  if not kfold.enabled(config):
+    return [{}] * models
+  if dataset.folds is None:
+    return [{"fold": int(config.fold)}] * models
+  return [{"fold": k, "val_examples": len(fold)}
+          for k, fold in enumerate(dataset.folds)]
 
 
 def _latest_step(workdir: str) -> int | None:
@@ -303,7 +322,10 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
       "validation)", name, dataset.nbytes / 2**20, len(dataset.train),
       dataset.train.images.shape[1:], len(dataset.val))
   labels = distributed.put_replicated(dataset.train.labels, setup.replicated)
-  eval_set = make_eval_set(dataset.val, config.eval_batch_size, setup)
+  if dataset.folds is not None:  # k-fold: each model on its own fold
+    eval_set = kfold.stacked_eval_set(dataset, config.eval_batch_size, setup)
+  else:
+    eval_set = make_eval_set(dataset.val, config.eval_batch_size, setup)
   feature_seconds = feature_length = None
   if setup.feature_cache:
     # A frozen body and no augmentation: every epoch would recompute the same
@@ -326,12 +348,18 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
     log("%s: body frozen, no augmentation: cached the body features of %d + "
         "%d images in %.1f s; the steps train the head on them", name,
         len(dataset.train), eval_set.size, feature_seconds)
-  make_orders = jax.jit(
-      jax.vmap(functools.partial(epoch_order, num_examples=len(dataset.train)
-                                 * setup.augment.views_per_epoch,
-                                 length=steps_per_epoch * config.batch_size),
-               in_axes=(0, None)),
-      out_shardings=setup.replicated)
+  permutations = jax.vmap(functools.partial(
+      epoch_order, num_examples=training_examples(dataset)
+      * setup.augment.views_per_epoch,
+      length=steps_per_epoch * config.batch_size), in_axes=(0, None))
+  if dataset.folds is not None:  # each model's order over its own examples
+    fold_indices = distributed.put_replicated(kfold.train_indices(dataset),
+                                              setup.replicated)
+    orders_of = lambda keys, epoch: kfold.map_orders(
+        permutations(keys, epoch), fold_indices)
+  else:
+    orders_of = permutations
+  make_orders = jax.jit(orders_of, out_shardings=setup.replicated)
 
   compile_start = time.perf_counter()
   step_fn = jax.jit(make_train_step(setup), donate_argnums=0,
@@ -402,7 +430,7 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
             steps_run * config.batch_size * len(seeds) / epoch_seconds, 2),
         "trainable_parameters": trainable_count,
         "features_cached": setup.feature_cache,
-        "train_examples": len(dataset.train),  # images, not views
+        "train_examples": training_examples(dataset),  # images, not views
         **({"train_views_per_image": setup.augment.views_per_epoch}
            if setup.augment.views_per_epoch > 1 else {}),
         "device_data_mb": round(dataset.nbytes / 2**20, 2),
@@ -418,13 +446,14 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
     }
     rates = sweeps.learning_rates(config, steps_per_epoch,
                                   epoch * steps_per_epoch)
+    folds = _fold_fields(config, dataset)
     records = [{**shared, "seed": seed, **({"variant": variant} if variant
-                                          else {}),
+                                          else {}), **folds[index],
                 "learning_rate": rate, **train, **val}
-               for seed, variant, rate, train, val in zip(
+               for index, (seed, variant, rate, train, val) in enumerate(zip(
                    seeds, sweeps.model_variants(config), rates,
                    seed_records(setup.task, train_sums, "train"),
-                   seed_records(setup.task, val_sums, "val"))]
+                   seed_records(setup.task, val_sums, "val")))]
     for record, scalars in zip(records, setup.hyper.per_model):
       if not any(scalars[f] for f in sweeps.REGULARIZERS):
         # A sweep's model without a regulariser: its record is its arm's.
