@@ -8,6 +8,10 @@ which it used to make the data harder and the autoencoder's value visible.
                                     width (scipy.ndimage.gaussian_filter,
                                     'reflect' borders, truncated at 4 S),
                                     rounded back to uint8
+  corruption = 'grayscale'          each RGB pixel replaced by its ITU-R
+                                    601-2 luma (data.LUMA) in all three
+                                    channels, rounded to uint8 (seed 004's
+                                    grey source for a colour target)
 
 The seed does not give its blur's parameters; torchvision's GaussianBlur
 (which it most likely used) draws sigma from (0.1, 2.0) per image. A fixed
@@ -21,11 +25,12 @@ import numpy as np
 
 from jaxtransfer.errors import UserError
 
-KINDS = ("gaussian_blur",)
+KINDS = ("gaussian_blur", "grayscale")
 
 
 def parse(spec: str) -> tuple[str, float] | None:
-  """('gaussian_blur', sigma) for a corruption spec, None for ''."""
+  """('gaussian_blur', sigma) or ('grayscale', 0.0) for a corruption spec,
+  None for ''."""
   if not spec:
     return None
   kind, _, value = str(spec).partition(":")
@@ -33,6 +38,11 @@ def parse(spec: str) -> tuple[str, float] | None:
     raise UserError(f"config.corruption={spec!r}: unknown corruption "
                     f"{kind!r} (known: {', '.join(KINDS)}; e.g. "
                     "'gaussian_blur:1.0')")
+  if kind == "grayscale":
+    if value:
+      raise UserError(f"config.corruption={spec!r}: 'grayscale' takes no "
+                      "value")
+    return kind, 0.0
   try:
     sigma = float(value)
   except ValueError:
@@ -49,8 +59,15 @@ def apply(images: np.ndarray, spec: str, chunk: int = 2048) -> np.ndarray:
   parsed = parse(spec)
   if parsed is None or not len(images):
     return images
+  kind, sigma = parsed
+  if kind == "grayscale":
+    if images.shape[-1] == 1:
+      return images
+    from jaxtransfer.data import LUMA
+    luma = np.rint(images.astype(np.float32) @ np.asarray(LUMA, np.float32))
+    return np.repeat(np.clip(luma, 0, 255).astype(np.uint8)[..., None],
+                     images.shape[-1], axis=-1)
   from scipy import ndimage
-  _, sigma = parsed
   out = np.empty_like(images)
   for start in range(0, len(images), chunk):
     block = images[start:start + chunk].astype(np.float32)

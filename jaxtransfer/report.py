@@ -276,16 +276,21 @@ def write_report(workdir: str) -> str:
   if per_class:
     lines += ["", "## Validation accuracy per class (final epoch, mean ± std "
               "over seeds, %)", ""] + per_class
-  source = study.get("source")
-  source_records = workdir_lib.read_metrics(os.path.join(workdir, source)
-                                            ) if source else []
-  if source_records:
-    last = source_records[-1]
-    lines += ["", "## Source run", "",
-              f"<workdir>/{source}: {last['train_examples']} training images,"
-              f" {last['epoch']} epochs; final validation accuracy "
-              f"{last.get('val_accuracy', float('nan')):.4f}, loss "
-              f"{last['val_loss']:.4f} ({last['val_examples']} images)."]
+  sources = study.get("sources") or (
+      [study["source"]] if study.get("source") else [])
+  described = []
+  for source in sources:
+    source_records = workdir_lib.read_metrics(os.path.join(workdir, source))
+    if source_records:
+      last = source_records[-1]
+      described.append(
+          f"<workdir>/{source}: {last['train_examples']} training images,"
+          f" {last['epoch']} epochs; final validation accuracy "
+          f"{last.get('val_accuracy', float('nan')):.4f}, loss "
+          f"{last['val_loss']:.4f} ({last['val_examples']} images).")
+  if described:
+    lines += ["", "## Source run" + ("s" if len(described) > 1 else ""), ""]
+    lines += [f"- {d}" for d in described] if len(described) > 1 else described
 
   plots = []
   colour_by, panel_by = plot_axes(study)

@@ -22,7 +22,7 @@ from jaxtransfer.errors import UserError
 # config.study's own fields; everything else in a study config is the base
 # config every arm starts from.
 STUDY_FIELDS = ("grid", "arms", "inits", "freezes", "colour_by", "panel_by",
-                "source", "columns", "vectorize")
+                "source", "sources", "columns", "vectorize")
 SOURCE_SUBDIR = "source"
 # Fields that change what data an arm reads: arms that agree on them share
 # one read of the data.
@@ -170,29 +170,63 @@ def missing_input(config) -> str | None:
   return None
 
 
-def _source(config, workdir: str):
-  """(<workdir>/source, its run config) when config.study.source asks for a
-  source run, else None."""
-  overrides = _study_get(config, "source")
-  if not overrides:
-    return None
+SOURCE_PREFIX = "source:"  # an arm's init_weights naming a study source
+
+
+def _one_source(config, field: str, overrides, subdir: str, workdir: str):
   if not isinstance(overrides, (dict, ml_collections.ConfigDict)):
-    raise UserError(f"config.study.source={overrides!r}: expected a dict of "
+    raise UserError(f"config.study.{field}={overrides!r}: expected a dict of "
                     "field overrides for the source run")
-  for field in ("stages", "active"):
-    if field in overrides:
-      raise UserError(f"config.study.source.{field}: the source is one "
+  for name in ("stages", "active"):
+    if name in overrides:
+      raise UserError(f"config.study.{field}.{name}: the source is one "
                       "ordinary run")
   try:
-    run = arm_config(config, Arm(SOURCE_SUBDIR, configlib.flatten(
+    run = arm_config(config, Arm(subdir, configlib.flatten(
         dict(overrides))), workdir)
     run.stages = ()
     run.active.strategy = ""
     configlib.validate(run)
   except UserError as e:
     text = str(e).replace("config.study: arm field", "field")
-    raise UserError(f"config.study.source: {text}") from None
-  return os.path.join(workdir, SOURCE_SUBDIR), run
+    raise UserError(f"config.study.{field}: {text}") from None
+  return os.path.join(workdir, subdir), run
+
+
+def _sources(config, workdir: str) -> dict[str, tuple[str, Any]]:
+  """name -> (<workdir>/<dir>, run config) of the source runs trained before
+  the arms: config.study.source (name '', <workdir>/source) and each of
+  config.study.sources {name: overrides} (<workdir>/source_<name>)."""
+  found = {}
+  overrides = _study_get(config, "source")
+  if overrides:
+    found[""] = _one_source(config, "source", overrides, SOURCE_SUBDIR,
+                            workdir)
+  for name, more in dict(_study_get(config, "sources") or {}).items():
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
+      raise UserError(f"config.study.sources: {name!r} is not a usable name "
+                      "(letters, digits, '_', '.', '-')")
+    found[name] = _one_source(config, f"sources.{name}", more,
+                              f"{SOURCE_SUBDIR}_{name}", workdir)
+  return found
+
+
+def _arm_source(arm_name: str, run, sources) -> None:
+  """An init='checkpoint' arm starts from the study's source: '' (no
+  init_weights) is config.study.source, 'source:NAME' one of
+  config.study.sources."""
+  if run.init != "checkpoint":
+    return
+  weights = run.init_weights
+  if not weights and "" in sources:
+    run.init_weights = sources[""][0]
+  elif weights.startswith(SOURCE_PREFIX):
+    name = weights[len(SOURCE_PREFIX):]
+    if name not in sources:
+      raise UserError(f"study arm {arm_name}: init_weights={weights!r} names "
+                      f"no source (config.study.sources: "
+                      f"{', '.join(n for n in sources if n) or 'none'})")
+    run.init_weights = sources[name][0]
 
 
 def _autoencoder_dirs(runs: list[tuple[dict, Any]], workdir: str) -> dict:
@@ -230,12 +264,11 @@ def plan_study(config, workdir: str):
     if plan[key] and plan[key] not in fields:
       raise UserError(f"config.study.{key}={plan[key]!r} is not a swept field "
                       f"({', '.join(fields)})")
-  source = _source(config, workdir)
+  sources = _sources(config, workdir)
   runs = []
   for arm in arms:
     run = arm_config(config, arm, workdir)
-    if source and run.init == "checkpoint" and not run.init_weights:
-      run.init_weights = source[0]
+    _arm_source(arm.name, run, sources)
     reason = missing_input(run)
     if reason is None:
       try:
@@ -254,9 +287,11 @@ def plan_study(config, workdir: str):
                     f" has {runs[0][0]['reason']}")
   plan["columns"] = list(_study_get(config, "columns") or ())
   autoencoders = _autoencoder_dirs(runs, workdir)
-  if source:
+  if "" in sources:
     plan["source"] = SOURCE_SUBDIR
-    autoencoders = {source[0]: source[1], **autoencoders}
+  if sources:
+    plan["sources"] = [os.path.basename(d) for d, _ in sources.values()]
+    autoencoders = {**dict(sources.values()), **autoencoders}
   return plan, runs, autoencoders
 
 

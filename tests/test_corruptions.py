@@ -34,8 +34,24 @@ def test_blur_matches_torchvision_inside_the_borders():
   assert corruptions.apply(images, "") is images
 
 
+def test_grayscale_is_pils_luma_in_every_channel():
+  from PIL import Image
+  rng = np.random.default_rng(1)
+  images = rng.integers(0, 256, (4, 9, 7, 3), dtype=np.uint8)
+  grey = corruptions.apply(images, "grayscale")
+  assert grey.shape == images.shape and grey.dtype == np.uint8
+  for image, ours in zip(images, grey):
+    theirs = np.asarray(Image.fromarray(image).convert("L"))
+    # PIL rounds its fixed-point luma; ours rounds the float one.
+    assert np.abs(ours[..., 0].astype(int) - theirs).max() <= 1
+    assert (ours == ours[..., :1]).all()
+  single = images[..., :1]
+  assert corruptions.apply(single, "grayscale") is single
+
+
 @pytest.mark.parametrize("spec", ["gaussian_blur", "gaussian_blur:0",
-                                  "gaussian_blur:x", "motion_blur:1"])
+                                  "gaussian_blur:x", "motion_blur:1",
+                                  "grayscale:1"])
 def test_bad_corruption_names_the_field(spec):
   with pytest.raises(UserError, match="config.corruption="):
     data.load_dataset(tiny_config(corruption=spec))

@@ -16,6 +16,8 @@ compute dtype is `dtype`; parameters stay float32.
   alexnet_torchvision  torchvision's whole AlexNet, dropout included
   alexnet_bn           seed 004's Keras AlexNet with BatchNorm, 32 px
   lenet                seed 004's Keras LeNet, 28x28x1
+  lenet_stem, lenet_rgb  its two STL-10 transfers: a 96 -> 28 px stem in
+                       front, or RGB at any size (lenet.py)
   notation             seed 002's small nets, from its notation (notation.py)
   vgg16, vgg13_bn,     torchvision's VGGs (vgg.py)
   vgg19, vgg19_bn
@@ -77,7 +79,7 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 for _spec in (alexnet.ALEXNET_SPEC, alexnet.TORCHVISION_SPEC, alexnet_bn.SPEC,
-              lenet.SPEC, notation.SPEC, *vgg.SPECS, resnet.SPEC,
+              lenet.SPEC, lenet.STEM_SPEC, lenet.RGB_SPEC, notation.SPEC, *vgg.SPECS, resnet.SPEC,
               densenet.SPEC):
   register(zoo_joint.with_decoder(_spec))
 del _spec

@@ -4,6 +4,20 @@
         conv2 16 3x3 VALID -> ReLU -> avgpool 2x2/2     (5x5x16 at 28 px)
   head: flatten -> fc1 120 -> ReLU -> fc2 84 -> ReLU -> fc3 classes
 
+Two variants for seed 004's transfer of an MNIST LeNet to STL-10's 96x96x3:
+  'lenet_stem'  the seed's way (`create_for_stl_10`): RGB in, then a stem
+                of convolutions that shrinks 96 px to 28x28x1 in front of
+                the LeNet layers: stem/conv1 6 5x5 -> ReLU -> avgpool 2x2/2
+                -> stem/conv2..conv5 6 5x5 -> ReLU -> stem/conv6 1 3x3 ->
+                ReLU (96 -> 92 -> 46 -> 42 -> 38 -> 34 -> 30 -> 28). The
+                body and head are LeNet's own, so an MNIST 'lenet' run's
+                weights load into them by name (init='checkpoint'); the stem
+                is new.
+  'lenet_rgb'   the way the seed suggests ("upsample MNIST to 96x96x3"):
+                LeNet taking RGB at any size, pre-trained on MNIST resized
+                to 96 px with its grey plane repeated, then trained on
+                STL-10 as it is.
+
 Keras's AveragePooling2D defaults: pool 2, stride 2, 'valid'. Keras's
 softmax is left to the loss. With config.dropout > 0 (not in the seed),
 Dropout follows fc1's and fc2's ReLU.
@@ -16,12 +30,26 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (init_spec, BodyHead, ModelSpec, _conv_out, _inits,
+from jaxtransfer.models.common import (BodyHead, ModelSpec, _conv_out, _inits,
                                        check_frozen_norms, dropout_rate,
-                                       smallest_image_size)
+                                       init_spec, smallest_image_size)
 
 BODY_LAYERS = (("conv1", 6, 3), ("conv2", 16, 3))  # (name, features, kernel)
 HEAD_LAYERS = (("fc1", 120), ("fc2", 84))  # then fc3 -> classes
+# The seed's stem: (name, features, kernel, avg-pool 2x2/2 after it?)
+STEM_LAYERS = (("conv1", 6, 5, True), ("conv2", 6, 5, False),
+               ("conv3", 6, 5, False), ("conv4", 6, 5, False),
+               ("conv5", 6, 5, False), ("conv6", 1, 3, False))
+
+
+def stem_size(image_size: int) -> int:
+  """The stem's output size: 28 at 96 px."""
+  size = image_size
+  for _, _, kernel, pool in STEM_LAYERS:
+    size = _conv_out(size, kernel, 1, 0)
+    if pool:
+      size = _conv_out(size, 2, 2, 0)
+  return size
 
 
 def spatial_sizes(image_size: int) -> list[int]:
@@ -52,6 +80,22 @@ class LeNetBody(nn.Module):
     return x
 
 
+class LeNetStem(nn.Module):
+  kernel_init: str = "torch"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    for name, features, kernel, pool in STEM_LAYERS:
+      x = nn.Conv(features, (kernel, kernel), padding="VALID",
+                  dtype=self.dtype, name=name,
+                  **_inits(self.kernel_init, x.shape[-1] * kernel * kernel))(x)
+      x = nn.relu(x)
+      if pool:
+        x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    return x
+
+
 class LeNetHead(nn.Module):
   num_classes: int
   dropout: float = 0.0
@@ -77,11 +121,19 @@ class LeNet(BodyHead):
   kernel_init: str = "torch"
   dtype: Any = jnp.float32
   frozen_norms: tuple[str, ...] = ()  # no BatchNorm: always empty
+  stem: bool = False  # 'lenet_stem': the seed's 96 -> 28 px stem first
 
   def setup(self):
+    if self.stem:
+      self.stem_layers = LeNetStem(self.kernel_init, self.dtype, name="stem")
     self.body = LeNetBody(self.kernel_init, self.dtype)
     self.head = LeNetHead(self.num_classes, self.dropout, self.kernel_init,
                           self.dtype)
+
+  def features(self, x, train: bool = False):
+    if self.stem:
+      x = self.stem_layers(x)
+    return self.body(x, train)
 
 
 PRESETS = {
@@ -90,11 +142,24 @@ PRESETS = {
 }
 
 
-def build(config, num_classes: int, *, dtype: Any,
-          frozen_norms: tuple[str, ...] = ()) -> LeNet:
-  check_frozen_norms(frozen_norms, (), "lenet")
-  return LeNet(num_classes, dropout_rate(config, SPEC.default_dropout),
-               init_spec(config), dtype)
+def _builder(stem: bool):
+  def build(config, num_classes: int, *, dtype: Any,
+            frozen_norms: tuple[str, ...] = ()) -> LeNet:
+    check_frozen_norms(frozen_norms, (), config.model)
+    return LeNet(num_classes, dropout_rate(config, SPEC.default_dropout),
+                 init_spec(config), dtype, stem=stem)
+  return build
+
+
+build = _builder(False)
+STEM_PRESETS = {
+    "none": ((".*", True),),
+    "head": (("(stem|body)/.*", False), ("head/.*", True)),
+    # Only the new stem trains: the MNIST layers stay as they were.
+    "stem": (("stem/.*", True), (".*", False)),
+}
+STEM_MIN_IMAGE_SIZE = next(s for s in range(1, 512)
+                           if stem_size(s) >= MIN_IMAGE_SIZE)
 
 
 SPEC = ModelSpec(
@@ -106,5 +171,26 @@ SPEC = ModelSpec(
     default_dropout=0.0,
     description=("seed 004's Keras LeNet for 28x28x1: two 3x3 conv + "
                  "avg-pool blocks, 120 -> 84 -> classes"),
+    pretrained_inits=("checkpoint",),
+)
+STEM_SPEC = ModelSpec(
+    name="lenet_stem",
+    build=_builder(True),
+    input_channels=3,
+    min_image_size=STEM_MIN_IMAGE_SIZE,
+    freeze_presets=STEM_PRESETS,
+    default_dropout=0.0,
+    description=("seed 004's LeNet for STL-10: six convolutions shrinking "
+                 "96x96x3 to 28x28x1 in front of LeNet's layers"),
+    pretrained_inits=("checkpoint",),
+)
+RGB_SPEC = ModelSpec(
+    name="lenet_rgb",
+    build=_builder(False),
+    input_channels=3,
+    min_image_size=MIN_IMAGE_SIZE,
+    freeze_presets=PRESETS,
+    default_dropout=0.0,
+    description="seed 004's LeNet on RGB images of any size (upsampled MNIST)",
     pretrained_inits=("checkpoint",),
 )
