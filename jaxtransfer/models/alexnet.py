@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxtransfer.errors import UserError
-from jaxtransfer.models.common import (init_spec, BodyHead, LinearHead, ModelSpec,
+from jaxtransfer.models.common import (init_spec, probe_point, BodyHead, LinearHead, ModelSpec,
                                        _conv_out, _inits, adaptive_avg_pool,
                                        check_frozen_norms, dropout_rate,
                                        head_choice, linear_head_dropout,
@@ -92,6 +92,7 @@ class AlexNetBody(nn.Module):
       x = nn.relu(x)
       if pool:
         x = max_pool_3x3_s2(x)
+      probe_point(self, name, x)
     return x
 
 

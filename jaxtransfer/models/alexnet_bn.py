@@ -25,7 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (init_spec, BodyHead, ModelSpec, _inits,
+from jaxtransfer.models.common import (init_spec, probe_point, BodyHead, ModelSpec, _inits,
                                        check_frozen_norms,
                                        bn_momentum, dropout_rate, keras_batch_norm,
                                        same_out, small_map_conv,
@@ -85,6 +85,7 @@ class AlexNetBNBody(nn.Module):
       x = nn.relu(x)
       if pool:
         x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+      probe_point(self, conv, x)
     return x
 
 

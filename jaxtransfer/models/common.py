@@ -222,6 +222,19 @@ def adaptive_avg_pool(x: jax.Array, output_size: int) -> jax.Array:
   return jnp.stack(cols, axis=2)  # [B, out, out, C]
 
 
+PROBES = "probes"  # the collection probe points are sown into
+PROBE_PREFIX = "at_"  # (a sown name may not be a submodule's: conv1's is at_conv1)
+
+
+def probe_point(module: nn.Module, name: str, x) -> None:
+  """Marks `x` as the output of layer `name` of a body, for the per-layer
+  probes and CKA (probes.py): after the layer's activation and pooling. A
+  no-op unless the PROBES collection is mutable (training and evaluation
+  never make it so; `init` does, and its output then has a 'probes' entry
+  that nothing reads)."""
+  module.sow(PROBES, PROBE_PREFIX + name, x)
+
+
 class BodyHead(nn.Module):
   """A classifier made of `self.body` and `self.head` (assigned in the
   subclass's setup): the registry's interface, written once. A model whose

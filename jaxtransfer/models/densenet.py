@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (init_spec, BodyHead, LinearHead, ModelSpec,
+from jaxtransfer.models.common import (init_spec, probe_point, BodyHead, LinearHead, ModelSpec,
                                        TorchLayers, _conv_out, bn_momentum,
                                        check_frozen_norms, dropout_rate,
                                        smallest_image_size)
@@ -142,12 +142,16 @@ class DenseNetBody(_Layers):
     x = self.norm_relu(self.conv(x, INIT_FEATURES, 7, 2, 3, "conv0"), "norm0",
                        train)
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    probe_point(self, "stem", x)
     for b, layers in enumerate(BLOCKS, start=1):
       x = DenseBlock(layers=layers, name=f"denseblock{b}",
                      **self.options())(x, train)
       if b < len(BLOCKS):
         x = Transition(name=f"transition{b}", **self.options())(x, train)
-    return self.norm(x, "norm5", train)
+        probe_point(self, f"block{b}", x)
+    x = self.norm(x, "norm5", train)
+    probe_point(self, "block4", nn.relu(x))  # the ReLU before the pool
+    return x
 
 
 class DenseNet121(BodyHead):

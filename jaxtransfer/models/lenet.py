@@ -30,7 +30,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (BodyHead, ModelSpec, _conv_out, _inits,
+from jaxtransfer.models.common import (BodyHead, probe_point, ModelSpec, _conv_out, _inits,
                                        check_frozen_norms, dropout_rate,
                                        init_spec, smallest_image_size)
 
@@ -77,6 +77,7 @@ class LeNetBody(nn.Module):
                   **_inits(self.kernel_init, x.shape[-1] * kernel * kernel))(x)
       x = nn.relu(x)
       x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+      probe_point(self, name, x)
     return x
 
 

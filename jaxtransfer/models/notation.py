@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxtransfer.errors import UserError
-from jaxtransfer.models.common import (init_spec, BodyHead, ModelSpec, _inits,
+from jaxtransfer.models.common import (init_spec, probe_point, BodyHead, ModelSpec, _inits,
                                        check_frozen_norms)
 
 KINDS = {"C": "conv + ReLU + max-pool", "C'": "conv + ReLU",
@@ -232,6 +232,7 @@ class Stack(nn.Module):
         x = nn.relu(x)
         if layer.kind == "C":
           x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        probe_point(self, f"conv{convs}", x)
       else:
         denses += 1
         x = x.reshape(x.shape[0], -1)
@@ -239,6 +240,7 @@ class Stack(nn.Module):
                      **_inits(self.kernel_init, x.shape[-1]))(x)
         if layer.kind == "L":
           x = nn.relu(x)
+        probe_point(self, f"fc{denses}", x)
     if self.low_level_skip:
       first = x if first is None else first
       stride = first.shape[1] // x.shape[1] if x.ndim == 4 else 1

@@ -25,7 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (BodyHead, LinearHead, MLPHead,
+from jaxtransfer.models.common import (BodyHead, probe_point, LinearHead, MLPHead,
                                        ModelSpec, TorchLayers, _conv_out,
                                        bn_momentum, check_frozen_norms,
                                        dropout_rate, head_choice, init_spec,
@@ -117,9 +117,11 @@ class ResNetBody(TorchLayers):
   def __call__(self, x, train: bool = False):
     x = nn.relu(self.norm(self.conv(x, 64, 7, 2, 3, "conv1"), "bn1", train))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    probe_point(self, "stem", x)
     for i, (blocks, width, stride) in enumerate(LAYERS, start=1):
       x = ResLayer(blocks=blocks, width=width, stride=stride,
                    name=f"layer{i}", **self.options())(x, train)
+      probe_point(self, f"layer{i}", x)
     return x
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (init_spec, BodyHead, LinearHead, ModelSpec,
+from jaxtransfer.models.common import (init_spec, probe_point, BodyHead, LinearHead, ModelSpec,
                                        _inits, adaptive_avg_pool, bn_momentum,
                                        check_frozen_norms, dropout_rate,
                                        head_choice, linear_head_dropout,
@@ -103,7 +103,7 @@ class VGGBody(nn.Module):
   def __call__(self, x, train: bool = False):
     blocks, _ = ARCHS[self.arch]
     names = iter(layer_names(self.arch))
-    for widths in blocks:
+    for block, widths in enumerate(blocks, start=1):
       for width in widths:
         conv, bn = next(names)
         x = torch_conv(x, width, 3, 1, 1, name=conv,
@@ -114,6 +114,7 @@ class VGGBody(nn.Module):
                                self.bn_momentum)(x)
         x = nn.relu(x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      probe_point(self, f"block{block}", x)
     return x
 
 
