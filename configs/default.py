@@ -259,6 +259,10 @@ def get_config(arg=None):
   # ('fgsm:8/255', 'pgd:8/255:2/255:10') (jaxtransfer/attacks.py).
   config.eval = ml_collections.ConfigDict()
   config.eval.attacks = ()
+  # Corruption robustness: ('all',), ('gaussian_noise:3', 'contrast'), ...
+  # (robustness.py: Hendrycks & Dietterich's CIFAR-10-C corruptions, from
+  # TFDS cifar10_corrupted when prepared, else applied to the split here).
+  config.eval.corruptions = ()
 
   # Active learning (seed 003; jaxtransfer/active.py): strategy '' = off;
   # 'margin', 'entropy', 'least_confidence' or 'random'. The run starts from

@@ -273,6 +273,18 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
                                                eval_set).items():
       for result, accuracy in zip(results, accuracies):
         result.setdefault(f"{split_name}_attack_accuracy", {})[name] = accuracy
+    corruptions = tuple(config.get("eval", {}).get("corruptions", ()))
+    if corruptions and split_name == "val":
+      from jaxtransfer import analysis
+      found = analysis.corruption_accuracies(
+          config, setup, variables, split, ",".join(corruptions),
+          config.eval_batch_size)
+      found.pop("clean")
+      for index, result in enumerate(results):
+        result["val_corruption_accuracy"] = {
+            k: v[index] for k, v in found.items()}
+        result["val_corruption_mean"] = float(np.mean(
+            [v[index] for v in found.values()]))
   if not distributed.is_primary():
     return results
   for result in results:
@@ -284,4 +296,10 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
     print(json.dumps(result, sort_keys=True), file=sys.stdout, flush=True)
   workdir_lib.write_json_atomic(os.path.join(workdir, workdir_lib.EVAL_FILE),
                                 results[0] if len(results) == 1 else results)
+  if "val_corruption_accuracy" in results[0]:
+    from jaxtransfer import analysis_report
+    path = os.path.join(workdir, "corruptions.md")
+    with open(path, "w") as f:
+      f.write("\n".join(analysis_report.corruption_table(results)) + "\n")
+    logging.info("Corruption accuracy table: %s", path)
   return results

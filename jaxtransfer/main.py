@@ -7,6 +7,7 @@
   jaxtransfer convert --torch_checkpoint=alexnet-owt-7be5be79.pth --out=DIR
   jaxtransfer convert --arch=resnet50 --torch_checkpoint=resnet50-0676ba61.pth --out=DIR
   jaxtransfer report DIR
+  jaxtransfer analyze DIR [--corruptions=all] [--probe_examples=N]
 
 `jaxtransfer` (the console script) is the same program. Mistakes in the input
 end in one line on stderr starting with `error:` and exit status 2 (3 for a
@@ -61,6 +62,20 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
                                       "Several processes: how many in all.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None,
                                    "Several processes: this one's index.")
+_PROBE_EXAMPLES = flags.DEFINE_integer(
+    "probe_examples", 0, "analyze: training images for the linear probes "
+    "(0: the run's whole training split).")
+_SHOTS = flags.DEFINE_list("shots", ["1", "5", "10", "25"],
+                           "analyze: k of the k-shot probes.")
+_DRAWS = flags.DEFINE_integer("draws", 5, "analyze: draws per k-shot probe.")
+_CKA_EXAMPLES = flags.DEFINE_integer(
+    "cka_examples", 2000, "analyze: validation images CKA compares on.")
+_CORRUPTIONS = flags.DEFINE_string(
+    "corruptions", "all", "analyze: corruptions to evaluate ('all', "
+    "'gaussian_noise:3', 'contrast', ... comma-free: '+' between; '' none).")
+_CORRUPTION_EXAMPLES = flags.DEFINE_integer(
+    "corruption_examples", 0, "analyze: validation images per corruption "
+    "(0: all).")
 _FRESH = flags.DEFINE_bool(
     "fresh", False, "Start over in a workdir that holds a run: the old run is "
     "moved to <workdir>/archive/<time>/, nothing is deleted.")
@@ -214,7 +229,25 @@ def _report(positional: list[str]) -> None:
   print(report.write_report(os.path.expanduser(positional[0])))
 
 
-SUBCOMMANDS = {"convert": _convert, "report": _report}
+def _analyze(positional: list[str]) -> None:
+  from jaxtransfer import analysis
+
+  if len(positional) != 1:
+    raise UserError("usage: jaxtransfer analyze WORKDIR [--corruptions=...] "
+                    "[--probe_examples=N] [--cka_examples=N]")
+  try:
+    shots = tuple(int(k) for k in _SHOTS.value)
+  except ValueError:
+    raise UserError(f"--shots={','.join(_SHOTS.value)}: whole numbers") from None
+  options = analysis.Options(
+      probe_examples=_PROBE_EXAMPLES.value, shots=shots, draws=_DRAWS.value,
+      cka_examples=_CKA_EXAMPLES.value,
+      corruptions=_CORRUPTIONS.value.replace("+", ","),
+      corruption_examples=_CORRUPTION_EXAMPLES.value)
+  print(analysis.analyze(os.path.expanduser(positional[0]), options))
+
+
+SUBCOMMANDS = {"convert": _convert, "report": _report, "analyze": _analyze}
 
 
 def _dispatch(positional: list[str]) -> None:

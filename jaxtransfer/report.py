@@ -292,6 +292,8 @@ def write_report(workdir: str) -> str:
     lines += ["", "## Source run" + ("s" if len(described) > 1 else ""), ""]
     lines += [f"- {d}" for d in described] if len(described) > 1 else described
 
+  from jaxtransfer import analysis_report  # (jaxtransfer analyze's results)
+  lines += analysis_report.section(workdir)
   plots = []
   colour_by, panel_by = plot_axes(study)
   if ran:
