@@ -115,7 +115,7 @@ def load_run(run_dir: str, datasets: dict) -> Loaded:
       config, dataset.num_classes, 1, config.batch_size,
       pixel_stats=pixel_stats or dataset.pixel_stats)
   keys = training.RunKeys.from_seeds(training.seeds_of(config))
-  initial = training._pretrained_params(config, run_dir, init_state, keys,
+  initial = training.pretrained_variables(config, run_dir, init_state, keys,
                                         "analysis")
   if initial is None:
     initial = jax.device_get(training.model_variables(init_state(keys.init)))

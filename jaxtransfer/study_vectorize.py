@@ -77,8 +77,8 @@ def group_config(members) -> ml_collections.ConfigDict:
   for arm, run in members:
     variant = {"name": arm["name"]}
     for field in sweeps.VECTOR_FIELDS:
-      value = sweeps._get(run, field)
-      if value != sweeps._get(first, field):
+      value = sweeps.get_field(run, field)
+      if value != sweeps.get_field(first, field):
         variant[field] = value
     variants.append(variant)
   config.variants = tuple(variants)

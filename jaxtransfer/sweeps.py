@@ -53,14 +53,14 @@ REGULARIZERS = ("kernel_l1", "kernel_l2", "bias_l1", "bias_l2")
 SEEDED_DATA = ("class_fraction", "train_sample", "resample")
 
 
-def _get(config, field: str):
+def get_field(config, field: str):
   node = config
   for part in field.split("."):
     node = node[part]
   return node
 
 
-def _set(config, field: str, value) -> None:
+def set_field(config, field: str, value) -> None:
   *parents, leaf = field.split(".")
   node = config
   for part in parents:
@@ -86,7 +86,7 @@ def variant_configs(config) -> list[ml_collections.ConfigDict]:
     one.variants = ()
     for field, value in variant.items():
       if field != "name":
-        _set(one, field, value)
+        set_field(one, field, value)
     out.append(one)
   return out
 
@@ -125,7 +125,7 @@ class Hyper:
   def from_config(cls, config) -> "Hyper":
     fields = [f for f in STEP_FIELDS
               if not f.startswith("joint.") or config.task == "joint"]
-    return cls(tuple({f: float(_get(c, f)) for f in fields}
+    return cls(tuple({f: float(get_field(c, f)) for f in fields}
                      for c in variant_configs(config)
                      for _ in range(replicas(config))))
 

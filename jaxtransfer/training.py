@@ -140,7 +140,7 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
   starts_fresh = fresh or finished_history(config, workdir) is None and (
       _latest_step(workdir) is None)
   # Pre-trained weights are read and checked before the workdir is touched.
-  initial_params = (_pretrained_params(config, workdir, init_state, keys, name)
+  initial_params = (pretrained_variables(config, workdir, init_state, keys, name)
                     if starts_fresh else None)
   with workdir_lib.claim(workdir, config_dict, fresh), \
       contextlib.ExitStack() as open_writers:
@@ -179,7 +179,7 @@ def _latest_step(workdir: str) -> int | None:
     store.close()
 
 
-def _pretrained_params(config, workdir, init_state, keys, name):
+def pretrained_variables(config, workdir, init_state, keys, name):
   """Fresh variables ({'params', 'batch_stats'}) with config.init's
   pre-trained parts merged in (numpy, stacked over seeds), or None for a
   random start."""
@@ -256,7 +256,7 @@ def _initial_state(config, workdir, store, setup, init_state, keys, name,
     log("%s: resumed %s from step %d", name, workdir, latest)
     return state, history
   if config.init != "random" and initial_params is None:
-    initial_params = _pretrained_params(config, workdir, init_state, keys, name)
+    initial_params = pretrained_variables(config, workdir, init_state, keys, name)
   initial = initial_params or {}
   state = jax.jit(init_state, out_shardings=setup.replicated)(
       keys.init, initial.get("params"), initial.get("batch_stats"))
