@@ -297,10 +297,13 @@ def _prepared_corrupted(config, name: str, severity: int):
     return None
   from jaxtransfer import robustness
   import tensorflow_datasets as tfds
-  try:
-    source = tfds.data_source(robustness.tfds_name(name, severity),
-                              split="test",
-                              data_dir=data.resolve_data_dir(config))
+  tfds_name = robustness.tfds_name(name, severity)
+  data_dir = data.resolve_data_dir(config)
+  try:  # never downloads: only a copy already prepared in the data dir
+    if not tfds.builder(tfds_name, data_dir=data_dir).is_prepared():
+      return None
+    source = tfds.data_source(tfds_name, split="test", data_dir=data_dir,
+                              download=False)
   except Exception:  # pylint: disable=broad-except  (not prepared here)
     return None
   examples = [source[i] for i in range(len(source))]
