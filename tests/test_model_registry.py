@@ -18,6 +18,8 @@ NATURAL = {
     "alexnet_torchvision": (64, 3),
     "alexnet_bn": (32, 3),
     "lenet": (28, 1),
+    "lenet_stem": (96, 3),  # seed 004's STL-10 stem in front of LeNet
+    "lenet_rgb": (28, 3),
 }
 # Seed 002's networks in its notation (tests/test_notation.py covers them).
 NOTATION = {"notation": (32, 3)}
@@ -59,10 +61,11 @@ def test_the_registry_holds_the_four_models_and_the_zoo_with_their_specs():
       "imagenet", "checkpoint")
   assert {n: s.default_dropout for n, s in models.MODELS.items()} == {
       "alexnet": 0.0, "alexnet_torchvision": 0.5, "alexnet_bn": 0.4,
-      "lenet": 0.0, "notation": 0.0, "vgg16": 0.5, "vgg13_bn": 0.5,
+      "lenet": 0.0, "lenet_stem": 0.0, "lenet_rgb": 0.0, "notation": 0.0, "vgg16": 0.5, "vgg13_bn": 0.5,
       "vgg19": 0.5, "vgg19_bn": 0.5, "resnet50": 0.0, "densenet121": 0.0}
   assert {n: s.min_image_size for n, s in models.MODELS.items()} == {
       "alexnet": 63, "alexnet_torchvision": 63, "alexnet_bn": 1, "lenet": 10,
+      "lenet_stem": 60, "lenet_rgb": 10,
       "notation": 1,  # checked per architecture (its pools)
       "vgg16": 32, "vgg13_bn": 32, "vgg19": 32, "vgg19_bn": 32,
       "resnet50": 1, "densenet121": 29}
@@ -78,7 +81,8 @@ def test_registering_another_model_under_a_taken_name_fails():
 @pytest.mark.parametrize("name", list(NATURAL))
 def test_every_model_has_the_uniform_interface(name):
   model, variables, x = _build(name)
-  assert set(variables["params"]) == {"body", "head"}
+  assert set(variables["params"]) == {"body", "head"} | (
+      {"stem"} if name == "lenet_stem" else set())
   has_norms = name == "alexnet_bn"
   assert set(variables) == ({"params", "batch_stats"} if has_norms
                             else {"params"})

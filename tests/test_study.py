@@ -43,8 +43,8 @@ def test_each_seed_of_a_vectorised_run_equals_that_seed_alone(tmp_path):
 
 
 def _stacked_step_result(seeds, strategy):
-  config = tiny_config(seed_parallelism=strategy, **{"augment.hflip": True,
-                                                     "augment.rotate": True})
+  config = tiny_config(seed_parallelism=strategy, num_seeds=len(seeds),
+                       **{"augment.hflip": True, "augment.rotate": True})
   setup, init_state = training.build_setup(config, 10, 10, 32, 1e-3)
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (320, 32, 32, 3), dtype=np.uint8))

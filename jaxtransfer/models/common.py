@@ -230,8 +230,10 @@ def probe_point(module: nn.Module, name: str, x) -> None:
   """Marks `x` as the output of layer `name` of a body, for the per-layer
   probes and CKA (probes.py): after the layer's activation and pooling. A
   no-op unless the PROBES collection is mutable (training and evaluation
-  never make it so; `init` does, and its output then has a 'probes' entry
-  that nothing reads)."""
+  never make it so) and while initialising (`init` makes every collection
+  mutable; its variables must stay params [+ batch_stats])."""
+  if module.is_initializing():
+    return
   module.sow(PROBES, PROBE_PREFIX + name, x)
 
 
