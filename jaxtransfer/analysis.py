@@ -340,14 +340,23 @@ def analyze(workdir: str, options: Options = Options(),
     run = load_run(run_dir, datasets)
     if done.get("step") != run.step:
       done = {"step": run.step}
-    started = time.perf_counter()
+    started = part_started = time.perf_counter()
+
+    def part_done(part):
+      nonlocal part_started
+      log("analysis: %s %s in %.0f s", name, part,
+          time.perf_counter() - part_started)
+      part_started = time.perf_counter()
+
     if "probes" not in done:
       done["probes"] = probe_layers(run, options, log)
       workdir_lib.write_json_atomic(path, done)
+      part_done("probes")
     final_feats[name] = cka_features(run, options, _seed(run.final, 0))
     if "cka" not in done:
       done["cka"] = before_after_cka(run, options, final_feats[name])
       workdir_lib.write_json_atomic(path, done)
+    part_done("CKA features")
     if options.corruptions and "corruptions" not in done:
       accuracy = corruption_accuracies(
           run.config, run.setup, run.final, run.dataset.val,
@@ -357,6 +366,7 @@ def analyze(workdir: str, options: Options = Options(),
           "examples": options.corruption_examples or len(run.dataset.val),
           "clean": accuracy.pop("clean"), "accuracy": accuracy}
       workdir_lib.write_json_atomic(path, done)
+      part_done("corruptions")
     np.savez_compressed(os.path.join(out_dir, f"{name}_filters.npz"),
                         **{k: v for k, v in (
                             ("before", first_conv_kernels(run.initial)),

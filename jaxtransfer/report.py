@@ -248,6 +248,8 @@ def write_report(workdir: str) -> str:
             + ("---|---|---|" if cached else "") + "---|" * len(attacks_run)]
   for arm in ran:
     s = summaries[arm["name"]]
+    values = report_columns.arm_values(os.path.join(workdir, arm["name"]),
+                                       arm["values"])
     seconds = f"{s['seconds_per_epoch']:.1f}" if s["seconds_per_epoch"] else "-"
     extra = ""
     if cached:
@@ -257,7 +259,7 @@ def write_report(workdir: str) -> str:
                f"{'-' if body is None else f'{body:.2f}'} |")
     lines.append(
         f"| {arm['name']} | " + "".join(
-            f"{_cell(arm['values'].get(a))} | " for a in axes) +
+            f"{_cell(values.get(a))} | " for a in axes) +
         f"{s['num_seeds']} | "
         f"{_pm(s['best_val_loss'])} | {_pm(s['best_epoch'], 1)} | "
         f"{_pm(s['final_val_accuracy'])} | {seconds} | {s['compile_seconds']:.1f} | "

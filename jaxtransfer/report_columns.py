@@ -46,7 +46,22 @@ def last_stage_config(arm_dir: str) -> dict[str, Any] | None:
                                  else arm_dir)
 
 
-def _dotted(config: dict, field: str):
+def arm_values(arm_dir: str, values: dict[str, Any]) -> dict[str, Any]:
+  """A study arm's swept values (study.json) as the report shows them: a
+  staged arm's are those of its last stage run so far, and its `stages`
+  the stages' names in order."""
+  stages = values.get("stages")
+  if not stages:
+    return values
+  last = last_stage_config(arm_dir) or {}
+  out = {f: dotted(last, f) if dotted(last, f) is not None else v
+         for f, v in values.items()}
+  out["stages"] = " -> ".join(s.get("name", f"stage {k}") if isinstance(
+      s, dict) else str(s) for k, s in enumerate(stages))
+  return out
+
+
+def dotted(config: dict, field: str):
   node = config
   for part in field.split("."):
     if not isinstance(node, dict) or part not in node:
@@ -98,11 +113,11 @@ def cell(column: str, arm: dict, records: list[dict],
       return ", ".join(map(str, _schedule_epochs(config)))
     return str(config.get("num_epochs", "-"))
   if column == "synthetic_data":
-    return "yes" if _dotted(config, "augment.six_views") else "no"
+    return "yes" if dotted(config, "augment.six_views") else "no"
   notes = arm.get("notes") or {}
   if column in notes:
     return notes[column]
-  value = _dotted(config, column)
+  value = dotted(config, column)
   if value is None:
     return "-"
   if isinstance(value, (list, tuple)):

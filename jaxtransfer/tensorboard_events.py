@@ -36,13 +36,30 @@ TAGS = {
 }
 
 
+def _summary_writer():
+  """tensorboardX's SummaryWriter, imported here (only process 0 writes).
+  tensorboardX imports torch, if installed, only to accept torch tensors
+  (1.8 s of every run's start-up here); the scalars written here are
+  floats, so torch is kept out of that import (a later `import torch`, as
+  the converter's, is unaffected)."""
+  import sys
+  block = "torch" not in sys.modules
+  if block:
+    sys.modules["torch"] = None  # `import torch` raises ImportError
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    if block:
+      del sys.modules["torch"]
+  return SummaryWriter
+
+
 class EventWriters:
   """One tensorboardX writer per seed under `<workdir>/tensorboard/`."""
 
   def __init__(self, workdir: str, history: Iterable[dict[str, Any]]):
     """Starts the event files over from `history` (the run's metrics so far)."""
-    from tensorboardX import SummaryWriter  # imported here: only process 0 writes
-    self._make_writer = SummaryWriter
+    self._make_writer = _summary_writer()
     self._root = os.path.join(workdir, workdir_lib.TENSORBOARD_DIR)
     if os.path.exists(self._root):
       logging.debug("rewriting %s from metrics.jsonl", self._root)

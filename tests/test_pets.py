@@ -91,6 +91,14 @@ def test_the_eight_cases_run_as_one_study_with_the_seeds_table(fake_tfds,
             if r["epoch"] == last["case2"]["epoch"]]
   assert rows["case2"][column("val_accuracy")] == (
       f"{np.mean(finals):.2f} ± {np.std(finals):.2f}")
+  # The summary describes a staged arm by its last stage, its stages named.
+  summary = text.split("## Summary")[1].split("\n## ")[0].splitlines()
+  header = next(l for l in summary if l.startswith("| arm")).split(" | ")
+  row7 = next(l for l in summary if l.startswith("| case7 ")).split(" | ")
+  cell = lambda field: row7[header.index(field)]
+  assert cell("stages") == "case6 -> finetune"
+  assert cell("freeze") == "none" and cell("learning_rate") == "0.0002"
+  assert cell("lr_values") == "0.0002, 2e-05, 2e-06, 2e-07"
 
 
 def test_pets_study_without_converted_weights_exits_2(tmp_path):

@@ -28,7 +28,7 @@ def test_cifar_transfer_smoke_starts_every_case_from_the_source(tmp_path):
 
   source = workdir / "source"
   source_records = workdir_lib.read_metrics(str(source))
-  assert source_records[-1]["train_examples"] == 1000
+  assert source_records[-1]["train_examples"] == 500
   assert json.loads((source / "config.json").read_text())["classes"] == list(
       cifar_transfer.SOURCE_CLASSES)
   plan = json.loads((workdir / "study.json").read_text())
@@ -67,4 +67,4 @@ def test_cifar_transfer_smoke_starts_every_case_from_the_source(tmp_path):
   assert "| arm | seeds | train_accuracy | val_accuracy | lr | epochs |" in text
   assert sum(line.startswith("| case") for line in
              text.split("## The study's table")[1].splitlines()) == 8
-  assert "## Source run" in text and "1000 training images" in text
+  assert "## Source run" in text and "500 training images" in text
