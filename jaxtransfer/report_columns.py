@@ -53,11 +53,13 @@ def arm_values(arm_dir: str, values: dict[str, Any]) -> dict[str, Any]:
   stages = values.get("stages")
   if not stages:
     return values
+  from jaxtransfer.stages import stage_name
   last = last_stage_config(arm_dir) or {}
-  out = {f: dotted(last, f) if dotted(last, f) is not None else v
-         for f, v in values.items()}
-  out["stages"] = " -> ".join(s.get("name", f"stage {k}") if isinstance(
-      s, dict) else str(s) for k, s in enumerate(stages))
+  out = {}
+  for field, value in values.items():
+    found = dotted(last, field)
+    out[field] = value if found is None else found
+  out["stages"] = " -> ".join(stage_name(k, s) for k, s in enumerate(stages))
   return out
 
 

@@ -59,6 +59,12 @@ def enabled(config) -> bool:
   return bool(tuple(config.get("stages", ()) or ()))
 
 
+def stage_name(k: int, entry) -> str:
+  """Stage k's name (its directory's suffix): its `name`, else stage<k>."""
+  from jaxtransfer import study_plan  # it imports this module's users
+  return study_plan.safe_name(str(entry.get("name", "") or f"stage{k}"))
+
+
 def _entries(config) -> list[tuple[str, dict[str, Any]]]:
   """(name, {dotted field: value}) per stage, in order."""
   stages = config.stages
@@ -70,9 +76,9 @@ def _entries(config) -> list[tuple[str, dict[str, Any]]]:
       raise UserError(f"config.stages[{k}]={entry!r}: expected a dict of "
                       "field overrides")
     entry = dict(entry)
-    name = str(entry.pop("name", "") or f"stage{k}")
-    from jaxtransfer import study_plan  # it imports this module's users
-    entries.append((study_plan.safe_name(name), configlib.flatten(entry)))
+    name = stage_name(k, entry)
+    entry.pop("name", None)
+    entries.append((name, configlib.flatten(entry)))
   names = [n for n, _ in entries]
   duplicates = sorted({n for n in names if names.count(n) > 1})
   if duplicates:

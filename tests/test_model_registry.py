@@ -61,8 +61,9 @@ def test_the_registry_holds_the_four_models_and_the_zoo_with_their_specs():
       "imagenet", "checkpoint")
   assert {n: s.default_dropout for n, s in models.MODELS.items()} == {
       "alexnet": 0.0, "alexnet_torchvision": 0.5, "alexnet_bn": 0.4,
-      "lenet": 0.0, "lenet_stem": 0.0, "lenet_rgb": 0.0, "notation": 0.0, "vgg16": 0.5, "vgg13_bn": 0.5,
-      "vgg19": 0.5, "vgg19_bn": 0.5, "resnet50": 0.0, "densenet121": 0.0}
+      "lenet": 0.0, "lenet_stem": 0.0, "lenet_rgb": 0.0, "notation": 0.0,
+      "vgg16": 0.5, "vgg13_bn": 0.5, "vgg19": 0.5, "vgg19_bn": 0.5,
+      "resnet50": 0.0, "densenet121": 0.0}
   assert {n: s.min_image_size for n, s in models.MODELS.items()} == {
       "alexnet": 63, "alexnet_torchvision": 63, "alexnet_bn": 1, "lenet": 10,
       "lenet_stem": 60, "lenet_rgb": 10,
