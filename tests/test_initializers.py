@@ -13,9 +13,9 @@ import pytest
 from configs import default
 from jaxtransfer import configlib, models
 from jaxtransfer.errors import UserError
-from jaxtransfer.models import common
+from jaxtransfer.models import initializers
 
-KERAS_NAMES = [n for n in common.KERNEL_INITS if n != "torch"]
+KERAS_NAMES = [n for n in initializers.KERNEL_INITS if n != "torch"]
 SHAPES = {"conv": (5, 5, 48, 64), "dense": (400, 300), "bias": (20000,)}
 
 
@@ -27,15 +27,15 @@ def keras():
 
 def _ours(name, shape):
   if len(shape) == 1:
-    init = common._inits(f"torch|{name}", fan_in=1)["bias_init"]
+    init = initializers.layer_inits(f"torch|{name}", fan_in=1)["bias_init"]
   else:
-    init = common.KERNEL_INITS[name]
+    init = initializers.KERNEL_INITS[name]
   return np.asarray(init(jax.random.key(0), shape, jnp.float32))
 
 
 def test_names_are_the_configs():
-  assert configlib.KERNEL_INITS == tuple(common.KERNEL_INITS)
-  assert configlib.BIAS_INITS == common.BIAS_INITS
+  assert configlib.KERNEL_INITS == tuple(initializers.KERNEL_INITS)
+  assert configlib.BIAS_INITS == initializers.BIAS_INITS
 
 
 @pytest.mark.parametrize("kind", sorted(SHAPES))

@@ -56,12 +56,13 @@ from jaxtransfer.models.alexnet import (ALEXNET_FEATURES, BODY_CHANNELS,
                                         TorchvisionHead, body_spatial_sizes,
                                         check_image_size, feature_dim)
 from jaxtransfer.models.alexnet_bn import AlexNetBN
-from jaxtransfer.models.common import (init_spec, KERNEL_INITS, LinearHead, ModelSpec,
-                                       Rules, _conv_out, _inits,
+from jaxtransfer.models.common import (LinearHead, ModelSpec, Rules, _conv_out,
                                        adaptive_avg_pool, compute_dtype,
                                        dropout_rate, head_choice,
                                        max_pool_3x3_s2)
 from jaxtransfer.models.densenet import DenseNet121
+from jaxtransfer.models.initializers import (KERNEL_INITS, init_spec,
+                                             layer_inits)
 from jaxtransfer.models.lenet import LeNet
 from jaxtransfer.models.resnet import ResNet50
 from jaxtransfer.models.vgg import VGG
@@ -175,5 +176,5 @@ __all__ = [
     "check_image_size", "compute_dtype", "dropout_rate", "feature_dim",
     "frozen_norm_paths",
     "get_spec", "make_model", "max_pool_3x3_s2", "norm_module_paths",
-    "register", "_conv_out", "_inits",
+    "register", "_conv_out", "layer_inits",
 ]

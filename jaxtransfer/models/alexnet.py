@@ -26,11 +26,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxtransfer.errors import UserError
-from jaxtransfer.models.common import (init_spec, probe_point, BodyHead, LinearHead, ModelSpec,
-                                       _conv_out, _inits, adaptive_avg_pool,
+from jaxtransfer.models.common import (probe_point, BodyHead, LinearHead,
+                                       ModelSpec, _conv_out, adaptive_avg_pool,
                                        check_frozen_norms, dropout_rate,
                                        head_choice, linear_head_dropout,
                                        max_pool_3x3_s2, smallest_image_size)
+from jaxtransfer.models.initializers import (init_spec, layer_inits)
 
 # torchvision's AlexNet `features`: (name, features, kernel, stride, padding,
 # max-pool 3/2 after it?). Conv kernels are HWIO here, OIHW in PyTorch.
@@ -88,7 +89,7 @@ class AlexNetBody(nn.Module):
       x = nn.Conv(
           features, (kernel, kernel), (stride, stride),
           padding=((padding, padding), (padding, padding)),
-          dtype=self.dtype, name=name, **_inits(self.kernel_init, fan_in))(x)
+          dtype=self.dtype, name=name, **layer_inits(self.kernel_init, fan_in))(x)
       x = nn.relu(x)
       if pool:
         x = max_pool_3x3_s2(x)
@@ -111,11 +112,11 @@ class ClassifierHead(nn.Module):
   def __call__(self, features, train: bool = False):
     x = features.reshape(features.shape[0], -1)
     x = nn.Dense(self.hidden, dtype=self.dtype, name="fc1",
-                 **_inits(self.kernel_init, x.shape[-1]))(x)
+                 **layer_inits(self.kernel_init, x.shape[-1]))(x)
     x = nn.relu(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc2",
-                 **_inits(self.kernel_init, self.hidden))(x)
+                 **layer_inits(self.kernel_init, self.hidden))(x)
     return x.astype(jnp.float32)  # logits in float32 for a stable loss
 
 
@@ -148,10 +149,10 @@ class TorchvisionHead(nn.Module):
     for name in ("fc6", "fc7"):
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
       x = nn.Dense(4096, dtype=self.dtype, name=name,
-                   **_inits(self.kernel_init, x.shape[-1]))(x)
+                   **layer_inits(self.kernel_init, x.shape[-1]))(x)
       x = nn.relu(x)
     x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc8",
-                 **_inits(self.kernel_init, x.shape[-1]))(x)
+                 **layer_inits(self.kernel_init, x.shape[-1]))(x)
     return x.astype(jnp.float32)
 
 
@@ -209,10 +210,10 @@ class Decoder(nn.Module):
       x = jax.image.resize(x, (x.shape[0], size, size, x.shape[-1]), "bilinear")
       x = nn.Conv(features, (3, 3), padding=1, dtype=self.dtype,
                   name=f"deconv{i}",
-                  **_inits(self.kernel_init, x.shape[-1] * 9))(x)
+                  **layer_inits(self.kernel_init, x.shape[-1] * 9))(x)
       x = nn.relu(x)
     x = nn.Conv(3, (3, 3), padding=1, dtype=self.dtype, name="to_pixels",
-                **_inits(self.kernel_init, x.shape[-1] * 9))(x)
+                **layer_inits(self.kernel_init, x.shape[-1] * 9))(x)
     x = jax.image.resize(
         x, (x.shape[0], self.image_size, self.image_size, 3), "bilinear")
     return x.astype(jnp.float32)

@@ -25,11 +25,12 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (init_spec, probe_point, BodyHead, ModelSpec, _inits,
-                                       check_frozen_norms,
-                                       bn_momentum, dropout_rate, keras_batch_norm,
+from jaxtransfer.models.common import (probe_point, BodyHead, ModelSpec,
+                                       check_frozen_norms, bn_momentum,
+                                       dropout_rate, keras_batch_norm,
                                        same_out, small_map_conv,
                                        smallest_image_size)
+from jaxtransfer.models.initializers import (init_spec, layer_inits)
 
 # (conv name, norm name, features, kernel, stride, max-pool 2/2 after it?)
 BODY_LAYERS = (
@@ -79,7 +80,7 @@ class AlexNetBNBody(nn.Module):
       x = nn.Conv(features, (kernel, kernel), (stride, stride), padding="SAME",
                   dtype=self.dtype, name=conv,
                   conv_general_dilated=small_map_conv,
-                  **_inits(self.kernel_init, fan_in))(x)
+                  **layer_inits(self.kernel_init, fan_in))(x)
       x = keras_batch_norm(bn, _path(self, bn), train, self.frozen_norms,
                            self.dtype, self.bn_momentum)(x)
       x = nn.relu(x)
@@ -105,12 +106,12 @@ class AlexNetBNHead(nn.Module):
         self.bn_momentum)
     for dense, bn, width in HEAD_LAYERS:
       x = nn.Dense(width, dtype=self.dtype, name=dense,
-                   **_inits(self.kernel_init, x.shape[-1]))(x)
+                   **layer_inits(self.kernel_init, x.shape[-1]))(x)
       x = nn.relu(norm(bn)(x))
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
     dense, bn = LAST_LAYER
     x = nn.Dense(self.num_classes, dtype=self.dtype, name=dense,
-                 **_inits(self.kernel_init, x.shape[-1]))(x)
+                 **layer_inits(self.kernel_init, x.shape[-1]))(x)
     return norm(bn)(x).astype(jnp.float32)
 
 

@@ -26,10 +26,11 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (init_spec, probe_point, BodyHead, LinearHead, ModelSpec,
-                                       TorchLayers, _conv_out, bn_momentum,
-                                       check_frozen_norms, dropout_rate,
-                                       smallest_image_size)
+from jaxtransfer.models.common import (probe_point, BodyHead, LinearHead,
+                                       ModelSpec, TorchLayers, _conv_out,
+                                       bn_momentum, check_frozen_norms,
+                                       dropout_rate, smallest_image_size)
+from jaxtransfer.models.initializers import (init_spec)
 
 GROWTH = 32
 BLOCKS = (6, 12, 24, 16)

@@ -30,9 +30,10 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (BodyHead, probe_point, ModelSpec, _conv_out, _inits,
-                                       check_frozen_norms, dropout_rate,
-                                       init_spec, smallest_image_size)
+from jaxtransfer.models.common import (BodyHead, probe_point, ModelSpec,
+                                       _conv_out, check_frozen_norms,
+                                       dropout_rate, smallest_image_size)
+from jaxtransfer.models.initializers import (init_spec, layer_inits)
 
 BODY_LAYERS = (("conv1", 6, 3), ("conv2", 16, 3))  # (name, features, kernel)
 HEAD_LAYERS = (("fc1", 120), ("fc2", 84))  # then fc3 -> classes
@@ -74,7 +75,7 @@ class LeNetBody(nn.Module):
     for name, features, kernel in BODY_LAYERS:
       x = nn.Conv(features, (kernel, kernel), padding="VALID",
                   dtype=self.dtype, name=name,
-                  **_inits(self.kernel_init, x.shape[-1] * kernel * kernel))(x)
+                  **layer_inits(self.kernel_init, x.shape[-1] * kernel * kernel))(x)
       x = nn.relu(x)
       x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
       probe_point(self, name, x)
@@ -90,7 +91,7 @@ class LeNetStem(nn.Module):
     for name, features, kernel, pool in STEM_LAYERS:
       x = nn.Conv(features, (kernel, kernel), padding="VALID",
                   dtype=self.dtype, name=name,
-                  **_inits(self.kernel_init, x.shape[-1] * kernel * kernel))(x)
+                  **layer_inits(self.kernel_init, x.shape[-1] * kernel * kernel))(x)
       x = nn.relu(x)
       if pool:
         x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
@@ -108,11 +109,11 @@ class LeNetHead(nn.Module):
     x = features.reshape(features.shape[0], -1)
     for name, width in HEAD_LAYERS:
       x = nn.Dense(width, dtype=self.dtype, name=name,
-                   **_inits(self.kernel_init, x.shape[-1]))(x)
+                   **layer_inits(self.kernel_init, x.shape[-1]))(x)
       x = nn.relu(x)
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
     x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc3",
-                 **_inits(self.kernel_init, x.shape[-1]))(x)
+                 **layer_inits(self.kernel_init, x.shape[-1]))(x)
     return x.astype(jnp.float32)
 
 

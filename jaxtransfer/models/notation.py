@@ -31,8 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxtransfer.errors import UserError
-from jaxtransfer.models.common import (init_spec, probe_point, BodyHead, ModelSpec, _inits,
+from jaxtransfer.models.common import (probe_point, BodyHead, ModelSpec,
                                        check_frozen_norms)
+from jaxtransfer.models.initializers import (init_spec, layer_inits)
 
 KINDS = {"C": "conv + ReLU + max-pool", "C'": "conv + ReLU",
          "S": "stride-2 conv + ReLU", "L": "linear + ReLU", "L'": "linear",
@@ -228,7 +229,7 @@ class Stack(nn.Module):
         stride = 2 if layer.kind == "S" else 1
         x = nn.Conv(layer.size, (3, 3), strides=stride, padding=1,
                     dtype=self.dtype, name=f"conv{convs}",
-                    **_inits(self.kernel_init, x.shape[-1] * 9))(x)
+                    **layer_inits(self.kernel_init, x.shape[-1] * 9))(x)
         x = nn.relu(x)
         if layer.kind == "C":
           x = nn.max_pool(x, (2, 2), strides=(2, 2))
@@ -237,7 +238,7 @@ class Stack(nn.Module):
         denses += 1
         x = x.reshape(x.shape[0], -1)
         x = nn.Dense(layer.size, dtype=self.dtype, name=f"fc{denses}",
-                     **_inits(self.kernel_init, x.shape[-1]))(x)
+                     **layer_inits(self.kernel_init, x.shape[-1]))(x)
         if layer.kind == "L":
           x = nn.relu(x)
         probe_point(self, f"fc{denses}", x)
@@ -246,7 +247,7 @@ class Stack(nn.Module):
       stride = first.shape[1] // x.shape[1] if x.ndim == 4 else 1
       low = nn.Conv(first.shape[-1], (3, 3), strides=max(stride, 1),
                     padding=1, dtype=self.dtype, name="skip",
-                    **_inits(self.kernel_init, first.shape[-1] * 9))(first)
+                    **layer_inits(self.kernel_init, first.shape[-1] * 9))(first)
       low = nn.relu(low)
       if x.ndim == 4:
         x = jnp.concatenate([x, low], axis=-1)
@@ -304,7 +305,7 @@ class MirrorDecoder(nn.Module):
       if layer.kind in ("L", "L'"):
         x = x.reshape(x.shape[0], -1)
         x = nn.Dense(int(np.prod(target)), dtype=self.dtype, name=f"fc{i}",
-                     **_inits(self.kernel_init, x.shape[-1]))(x)
+                     **layer_inits(self.kernel_init, x.shape[-1]))(x)
         x = x.reshape(x.shape[0], *target)
       else:
         if layer.kind in ("C", "S"):
@@ -312,7 +313,7 @@ class MirrorDecoder(nn.Module):
                                    x.shape[-1]), "bilinear")
         x = nn.Conv(target[-1], (3, 3), padding=1, dtype=self.dtype,
                     name=f"deconv{i}",
-                    **_inits(self.kernel_init, x.shape[-1] * 9))(x)
+                    **layer_inits(self.kernel_init, x.shape[-1] * 9))(x)
       if not last:
         x = nn.relu(x)
     return x.astype(jnp.float32)

@@ -25,11 +25,12 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (BodyHead, probe_point, LinearHead, MLPHead,
-                                       ModelSpec, TorchLayers, _conv_out,
-                                       bn_momentum, check_frozen_norms,
-                                       dropout_rate, head_choice, init_spec,
-                                       smallest_image_size)
+from jaxtransfer.models.common import (BodyHead, probe_point, LinearHead,
+                                       MLPHead, ModelSpec, TorchLayers,
+                                       _conv_out, bn_momentum,
+                                       check_frozen_norms, dropout_rate,
+                                       head_choice, smallest_image_size)
+from jaxtransfer.models.initializers import (init_spec)
 
 # (blocks, bottleneck width, stride of the first block) per layer.
 LAYERS = ((3, 64, 1), (4, 128, 2), (6, 256, 2), (3, 512, 2))

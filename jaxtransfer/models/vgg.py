@@ -24,12 +24,14 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtransfer.models.common import (init_spec, probe_point, BodyHead, LinearHead, ModelSpec,
-                                       _inits, adaptive_avg_pool, bn_momentum,
-                                       check_frozen_norms, dropout_rate,
-                                       head_choice, linear_head_dropout,
-                                       module_path, smallest_image_size,
-                                       torch_batch_norm, torch_conv)
+from jaxtransfer.models.common import (probe_point, BodyHead, LinearHead,
+                                       ModelSpec, adaptive_avg_pool,
+                                       bn_momentum, check_frozen_norms,
+                                       dropout_rate, head_choice,
+                                       linear_head_dropout, module_path,
+                                       smallest_image_size, torch_batch_norm,
+                                       torch_conv)
+from jaxtransfer.models.initializers import (init_spec, layer_inits)
 
 # torchvision's cfgs "B", "D", "E": conv widths per block.
 CFG_B = ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512))
@@ -131,11 +133,11 @@ class VGGHead(nn.Module):
     x = pooled.reshape(pooled.shape[0], -1)
     for name in ("fc6", "fc7"):
       x = nn.Dense(HIDDEN, dtype=self.dtype, name=name,
-                   **_inits(self.kernel_init, x.shape[-1]))(x)
+                   **layer_inits(self.kernel_init, x.shape[-1]))(x)
       x = nn.relu(x)
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
     x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc8",
-                 **_inits(self.kernel_init, x.shape[-1]))(x)
+                 **layer_inits(self.kernel_init, x.shape[-1]))(x)
     return x.astype(jnp.float32)
 
 

@@ -31,9 +31,10 @@ import jax.numpy as jnp
 
 from jaxtransfer.errors import UserError
 from jaxtransfer.models import notation, resnet, vgg
-from jaxtransfer.models.common import (init_spec, split_init_spec,
-                                       _inits, bn_momentum, dropout_rate,
-                                       head_choice, linear_head_dropout)
+from jaxtransfer.models.common import (bn_momentum, dropout_rate, head_choice,
+                                       linear_head_dropout)
+from jaxtransfer.models.initializers import (init_spec, layer_inits,
+                                             split_init_spec)
 
 DECODERS = {"vgg16": (512, 256, 128, 64, 3),
             "resnet50": (1024, 512, 256, 64, 3)}
@@ -80,7 +81,7 @@ class ConvTranspose4x2(nn.Module):
   @nn.compact
   def __call__(self, x):
     torch_init = split_init_spec(self.kernel_init)[0] == "torch"
-    inits = _inits(self.kernel_init,
+    inits = layer_inits(self.kernel_init,
                    (self.features if torch_init else x.shape[-1]) * 16)
     kernel_init = (nn.initializers.variance_scaling(
         1.0 / 3.0, "fan_in", "uniform", in_axis=-1, out_axis=-2)
