@@ -219,7 +219,7 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
       raise UserError(f"{checkpoints.checkpoint_dir(workdir)} holds no "
                       "complete checkpoint")
     stored_config = store.restore_config(step)
-    changed = configlib.identity_changes(stored_config, configlib.to_dict(config))
+    changed = workdir_lib.identity_changes(stored_config, configlib.to_dict(config))
     if changed:
       raise UserError(f"--config differs from the config checkpoint {step} was "
                       f"trained with ({'; '.join(changed)}); omit --config to "

@@ -15,7 +15,8 @@ from typing import Any
 
 import ml_collections
 
-from jaxtransfer import configlib, experiment, initialization
+from jaxtransfer import (configlib, experiment, initialization,
+                         workdir as workdir_lib)
 from jaxtransfer.errors import UserError
 
 
@@ -238,7 +239,7 @@ def _autoencoder_dirs(runs: list[tuple[dict, Any]], workdir: str) -> dict:
     if run.init != "autoencoder" or run.ae_checkpoint or arm["status"] == "skipped":
       continue
     ae = experiment.pretrain_config(run)
-    key = json.dumps(configlib.identity(configlib.to_dict(ae)), sort_keys=True)
+    key = json.dumps(workdir_lib.identity(configlib.to_dict(ae)), sort_keys=True)
     if key not in dirs:
       name = initialization.AUTOENCODER_SUBDIR + (
           "" if not dirs else "-" + hashlib.sha256(key.encode()).hexdigest()[:8])

@@ -37,6 +37,69 @@ RUN_ARTIFACTS = (CONFIG_FILE, METRICS_FILE, EVAL_FILE, "checkpoints",
                  TENSORBOARD_DIR, "autoencoder")
 
 
+# Fields that may change between a run and its resumption: they do not change
+# the trajectory (more epochs extend it; where data lives is not what it is).
+RESUMABLE_FIELDS = frozenset({
+    "num_epochs", "keep_checkpoints", "log_every_steps", "progress_bar",
+    "data_dir", "eval",  # how a run is evaluated is not what it trained
+})
+
+# Fields (dotted for nested ones) added after runs already existed, with the
+# value that reproduces what those runs did: a stored config without such a field is the same run
+# as a new config that has this value (so old workdirs still resume).
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "model": "alexnet", "dropout": -1.0, "bn_momentum": -1.0, "train_split": "train",
+    "val_split": "test", "stored_size": 0, "stored_resize": "crop",
+    "classes": [], "class_fraction": {}, "normalization": "imagenet",
+    "optimizer": "adam", "framework": "torch", "momentum": 0.9,
+    "nesterov": False, "optimizer_kwargs": {}, "weight_decay": 0.0,
+    "kernel_l2": 0.0, "bias_l2": 0.0, "kernel_l1": 0.0, "bias_l1": 0.0,
+    "lr_schedule": "constant", "lr_step_epochs": 10, "lr_step_factor": 0.1,
+    "lr_boundaries": [], "lr_values": [], "warmup_epochs": 0,
+    "head": "", "adversarial": "", "train_sample": 0, "holdout_fraction": 0.0, "augment.brightness": 0.0,
+    "augment.contrast": 0.0, "augment.saturation": 0.0, "augment.hue": 0.0,
+    "augment.six_views": False, "augment.six_views_crop": 0.86,
+    "augment.six_views_hue": [-0.45, 0.45],
+    "augment.six_views_brightness": [0.7, 1.3],
+    "augment.six_views_saturation": [0.4, 2.0],
+    "augment.six_views_contrast": [0.5, 1.5], "augment.six_views_epoch": True,
+    "augment.random_resized_crop": False, "augment.rrc_scale": [0.08, 1.0],
+    "augment.rrc_ratio": [3.0 / 4.0, 4.0 / 3.0],
+    "active.strategy": "", "active.initial": 750, "active.query_size": 50,
+    "active.budget": 1000, "reinit": [], "stages": [],
+    "corruption": "", "per_class_metrics": False, "low_level_skip": False, "resample": "", "arch": "", "encoder": "", "classifier": "",
+    "joint.alpha": 1.0, "bias_init": "", "variants": [], "folds": 5,
+    "fold": -1,
+    "joint.beta": 1.0, "joint.delta": 0.0, "joint.jigsaw_grid": 2,
+}
+# ... and fields those runs had that are gone, with the value that the new
+# fields above reproduce.
+LEGACY_REMOVED: dict[str, Any] = {
+    "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+}
+
+
+def identity(config_dict: dict[str, Any]) -> dict[str, Any]:
+  """The fields that define a run's trajectory (everything but RESUMABLE_FIELDS)."""
+  return {k: v for k, v in config_dict.items() if k not in RESUMABLE_FIELDS}
+
+
+def _with_legacy(flat: dict[str, Any]) -> dict[str, Any]:
+  """A flattened config dict with the legacy values of the fields it lacks."""
+  legacy = {**LEGACY_DEFAULTS, **LEGACY_REMOVED}
+  return {**configlib.flatten(legacy), **flat}
+
+
+def identity_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """`field: old -> new` for every field that defines a run and differs
+  between two config dicts (to_dict's); empty if they are the same run.
+  A field one of them lacks counts as its LEGACY_DEFAULTS / LEGACY_REMOVED
+  value (a run from before the field existed)."""
+  old, new = (_with_legacy(configlib.flatten(identity(c))) for c in (old, new))
+  return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+          for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
 def write_json_atomic(path: str, payload: Any) -> None:
   tmp = f"{path}.tmp-{os.getpid()}"
   with open(tmp, "w") as f:
@@ -82,7 +145,7 @@ def check(workdir: str, config_dict: dict[str, Any], fresh: bool = False) -> Non
 
   The workdir must be (or be creatable as) a writable directory, and a run
   already in it must be of the same experiment: fields in
-  configlib.RESUMABLE_FIELDS may differ (e.g. more epochs); any other
+  RESUMABLE_FIELDS may differ (e.g. more epochs); any other
   difference is refused with the fields that differ and the way out. Nothing
   is written, so a refused run leaves the workdir as it was.
   """
@@ -97,7 +160,7 @@ def check(workdir: str, config_dict: dict[str, Any], fresh: bool = False) -> Non
     return
   previous = read_config(workdir)
   if previous is not None:
-    changed = configlib.identity_changes(previous, config_dict)
+    changed = identity_changes(previous, config_dict)
     if changed:
       raise UserError(
           f"workdir {workdir} holds a run with a different config "

@@ -6,7 +6,7 @@ not a different run."""
 import pytest
 
 from conftest import needs_cifar10, tiny_config
-from jaxtransfer import configlib, experiment, training
+from jaxtransfer import configlib, experiment, training, workdir as workdir_lib
 
 ATTACKS = ("fgsm:8/255", "pgd:8/255:2/255:10")
 
@@ -21,7 +21,7 @@ def test_eval_reports_attack_accuracy_below_clean(tmp_path, freeze,
   config = tiny_config(**common)
   history = training.train_and_evaluate(config, str(tmp_path))
   attacked = tiny_config(**common, **{"eval.attacks": ATTACKS})
-  assert configlib.identity_changes(configlib.to_dict(config),
+  assert workdir_lib.identity_changes(configlib.to_dict(config),
                                     configlib.to_dict(attacked)) == []
   result = experiment.evaluate(attacked, str(tmp_path))[0]
   # The clean numbers are the logged ones; the attacks only add to them.

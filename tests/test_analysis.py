@@ -92,12 +92,12 @@ def test_bad_corruption_spec_is_one_line(tmp_path):
 
 @needs_cifar10
 def test_eval_reports_corruption_accuracy_as_json_and_a_table(analysed):
-  from jaxtransfer import configlib, experiment
+  from jaxtransfer import configlib, experiment, workdir as workdir_lib
   arm = analysed / "random-none"
   config = experiment.config_from_workdir(str(arm))
   corrupted = experiment.config_from_workdir(str(arm))
   corrupted.eval.corruptions = ("contrast:1", "gaussian_noise:5")
-  assert configlib.identity_changes(configlib.to_dict(config),
+  assert workdir_lib.identity_changes(configlib.to_dict(config),
                                     configlib.to_dict(corrupted)) == []
   result = experiment.evaluate(corrupted, str(arm))[0]
   accuracy = result["val_corruption_accuracy"]

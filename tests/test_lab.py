@@ -13,7 +13,8 @@ import pytest
 
 from benchmarks import kill_resume
 from conftest import needs_cifar10, run_cli, tiny_config
-from jaxtransfer import checkpoints, configlib, data, experiment, study, training
+from jaxtransfer import (checkpoints, configlib, data, experiment, study,
+                         training, workdir as workdir_lib)
 from jaxtransfer.errors import UserError
 
 BN_ARGS = ("--config=configs/default.py:smoke", "--config.model=alexnet_bn",
@@ -143,11 +144,11 @@ def test_a_run_from_before_the_new_fields_is_the_same_run():
   with the old mean/std) is not a different experiment."""
   from configs import default
   new = configlib.to_dict(default.get_config())
-  old = {k: v for k, v in new.items() if k not in configlib.LEGACY_DEFAULTS}
+  old = {k: v for k, v in new.items() if k not in workdir_lib.LEGACY_DEFAULTS}
   old.update(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
-  assert configlib.identity_changes(old, new) == []
+  assert workdir_lib.identity_changes(old, new) == []
   changed = dict(new, optimizer="sgd")
-  assert configlib.identity_changes(old, changed) == ["optimizer: 'adam' -> 'sgd'"]
+  assert workdir_lib.identity_changes(old, changed) == ["optimizer: 'adam' -> 'sgd'"]
 
 
 def test_report_scale_line_names_the_selected_classes_and_swept_fields():

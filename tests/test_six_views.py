@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import import_torchvision, needs_cifar10, tiny_config
-from jaxtransfer import augment, configlib, steps, views
+from jaxtransfer import augment, configlib, steps, views, workdir as workdir_lib
 from jaxtransfer.errors import UserError
 
 SIX = augment.AugmentOptions(six_views=True)
@@ -198,7 +198,7 @@ def test_old_configs_mean_no_views_and_the_same_run():
   old = configlib.to_dict(config)
   for name in augment.NEWER_FIELDS:
     del old["augment"][name]
-  assert configlib.identity_changes(old, configlib.to_dict(config)) == []
+  assert workdir_lib.identity_changes(old, configlib.to_dict(config)) == []
   import ml_collections
   options = augment.AugmentOptions.from_config(
       ml_collections.ConfigDict(old["augment"]))
