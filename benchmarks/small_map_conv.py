@@ -14,7 +14,6 @@ BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import os
 import platform

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import os
 import platform
 import sys
@@ -44,7 +43,6 @@ FREEZES = ("none", "head", "head+conv5")
 
 def jax_epoch(images, labels, *, freeze, dtype, batch_size, image_size):
   import jax
-  import jax.numpy as jnp
   from configs import default
   from jaxtransfer import distributed, training
 

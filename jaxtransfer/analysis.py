@@ -39,8 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtransfer import (checkpoints, data, experiment, probes, stages,
-                         training, workdir as workdir_lib)
+from jaxtransfer import (checkpoints, data, experiment, probes, run_setup,
+                         stages, training, workdir as workdir_lib)
 from jaxtransfer.errors import UserError
 
 ANALYSIS_DIR = "analysis"
@@ -115,8 +115,8 @@ def load_run(run_dir: str, datasets: dict) -> Loaded:
       config, dataset.num_classes, 1, config.batch_size,
       pixel_stats=pixel_stats or dataset.pixel_stats)
   keys = training.RunKeys.from_seeds(training.seeds_of(config))
-  initial = training.pretrained_variables(config, run_dir, init_state, keys,
-                                        "analysis")
+  initial = run_setup.pretrained_variables(config, run_dir, init_state,
+                                           keys, "analysis")
   if initial is None:
     initial = jax.device_get(training.model_variables(init_state(keys.init)))
   final = {"params": params, "batch_stats": batch_stats or {}}

@@ -209,3 +209,34 @@ def load_params(path: str) -> tuple[dict[str, Any], int]:
 def load_batch_stats(path: str) -> dict[str, Any]:
   """The BatchNorm statistics of the latest checkpoint of the run at `path`."""
   return load_variables(path)[1]
+
+
+def latest_step(workdir: str) -> int | None:
+  """The step of the newest checkpoint in `workdir`, or None."""
+  if not os.path.isdir(checkpoint_dir(workdir)):
+    return None
+  store = RunCheckpoints(workdir, read_only=True)
+  try:
+    return store.latest_step()
+  finally:
+    store.close()
+
+
+def finished_history(workdir: str, num_epochs: int
+                     ) -> list[dict[str, Any]] | None:
+  """The history of a run in `workdir` that already reached `num_epochs`
+  (its newest checkpoint is the last epoch's), or None."""
+  if not os.path.isdir(checkpoint_dir(workdir)):
+    return None
+  store = RunCheckpoints(workdir, read_only=True)
+  try:
+    latest = store.latest_step()
+    if latest is None:
+      return None
+    history = store.restore_history(latest)
+  finally:
+    store.close()
+  if history and history[-1]["epoch"] >= num_epochs and (
+      history[-1]["step"] == latest):
+    return history
+  return None

@@ -84,7 +84,7 @@ def train(config, workdir: str, *, fresh: bool = False) -> list[dict[str, Any]]:
           and not config.ae_checkpoint):
     return training.train_and_evaluate(config, workdir, fresh=fresh)
 
-  if not fresh and training.finished_history(config, workdir) is not None:
+  if not fresh and checkpoints.finished_history(workdir, config.num_epochs) is not None:
     return training.train_and_evaluate(config, workdir)  # done: no data needed
   dataset = data.load_dataset(config)  # one read for both stages
   if fresh:  # archive the old run, autoencoder/ included, before stage 1

@@ -1,20 +1,23 @@
 """What a run compiles: the model, task, optimizer and options of its steps
 (steps.Setup) built from the config, and its initial state over the model
-axis (seeds, and a sweep's variants: sweeps.py)."""
+axis (seeds, and a sweep's variants: sweeps.py): the latest checkpoint's, or
+fresh parameters with config.init's pre-trained parts merged in."""
 
 from __future__ import annotations
 
 import functools
 from typing import Any
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxtransfer import (attacks, augment, data, freezing, kfold, models,
-                         optimizers, sweeps, tasks)
-from jaxtransfer.steps import (Setup, TrainState, make_mesh,
-                               resolve_seed_parallelism)
+from jaxtransfer import (attacks, augment, data, distributed, freezing,
+                         initialization, kfold, models, optimizers, sweeps,
+                         tasks)
+from jaxtransfer.steps import (Setup, TrainState, make_mesh, model_variables,
+                               resolve_seed_parallelism, seeds_of)
 
 
 def build_setup(config, num_classes: int, steps_per_epoch: int,
@@ -122,3 +125,42 @@ def abstract_state(init_state, keys, setup: Setup):
   return jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=setup.replicated),
       shapes)
+
+
+def pretrained_variables(config, workdir, init_state, keys, name):
+  """Fresh variables ({'params', 'batch_stats'}) with config.init's
+  pre-trained parts merged in (numpy, stacked over seeds), or None for a
+  random start."""
+  pretrained = initialization.load_pretrained(config, workdir)
+  if pretrained is None:
+    return None
+  loaded, source = pretrained
+  fresh = distributed.fetch(jax.jit(
+      lambda k: model_variables(init_state(k)))(keys.init))
+  merged = initialization.merge_variables(fresh, loaded, source,
+                                          reinit=config.get("reinit", ()))
+  logging.info("%s: body initialised from %s", name, source)
+  return merged
+
+
+def initial_state(config, workdir, store, setup, init_state, keys, name,
+                   initial_params, log=logging.info):
+  """(state, history): the latest checkpoint's, or a fresh start from
+  `initial_params` ({'params', 'batch_stats'}: pre-trained, merged) or
+  random."""
+  latest = store.latest_step()
+  if latest is not None:
+    # Resume: the checkpoint holds every weight, head included; no
+    # initialisation path runs on top of it.
+    state, history = store.restore(
+        latest, abstract_state(init_state, keys.init, setup))
+    log("%s: resumed %s from step %d", name, workdir, latest)
+    return state, history
+  if config.init != "random" and initial_params is None:
+    initial_params = pretrained_variables(config, workdir, init_state, keys, name)
+  initial = initial_params or {}
+  state = jax.jit(init_state, out_shardings=setup.replicated)(
+      keys.init, initial.get("params"), initial.get("batch_stats"))
+  log("%s: starting from scratch in %s (init=%s, seeds %s)", name,
+      workdir, config.init, seeds_of(config))
+  return state, []

@@ -231,7 +231,7 @@ def _archive_stages(workdir: str) -> None:
 def run(config, workdir: str, *, fresh: bool = False, dataset=None,
         hooks=None) -> list[dict[str, Any]]:
   """Runs (or resumes) every stage in order; returns the combined metrics."""
-  from jaxtransfer import data, distributed, experiment, training
+  from jaxtransfer import checkpoints, data, distributed, experiment, training
   configlib.validate(config)  # every stage too (validate above)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)
@@ -240,12 +240,12 @@ def run(config, workdir: str, *, fresh: bool = False, dataset=None,
   if not fresh:
     for path, (_, run_config) in zip(dirs, staged):
       workdir_lib.check(path, configlib.to_dict(run_config))
-    finished = [training.finished_history(c, d) is not None
+    finished = [checkpoints.finished_history(d, c.num_epochs) is not None
                 for d, (_, c) in zip(dirs, staged)]
     if all(finished):
       with workdir_lib.lock(workdir):
         return _write_metrics(staged, workdir)
-    started = [training._latest_step(d) is not None for d in dirs]
+    started = [checkpoints.latest_step(d) is not None for d in dirs]
     for k in range(len(staged) - 1):
       if not finished[k] and any(started[k + 1:]):
         raise UserError(

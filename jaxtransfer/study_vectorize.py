@@ -62,7 +62,7 @@ def groups(runnable, workdir: str) -> list[list[tuple[dict, Any]]]:
   by_signature: dict[str, list] = {}
   for arm, config in runnable:
     arm_dir = os.path.join(workdir, arm["name"])
-    if not _can_join(config) or training.finished_history(config, arm_dir):
+    if not _can_join(config) or checkpoints.finished_history(arm_dir, config.num_epochs):
       continue
     by_signature.setdefault(_signature(config), []).append((arm, config))
   return [members for members in by_signature.values() if len(members) > 1]

@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import functools
 import math
-import os
 import threading
 import time
 from typing import Any, Callable
@@ -29,7 +28,7 @@ import numpy as np
 import tqdm
 
 from jaxtransfer import (augment, checkpoints, configlib, data, distributed,
-                         freezing, initialization, kfold, steps, sweeps,
+                         freezing, kfold, run_setup, steps, sweeps,
                          tensorboard_events, workdir as workdir_lib)
 from jaxtransfer.errors import UserError, brief
 # The step machinery lives in steps.py; these names are part of this
@@ -119,7 +118,7 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)
   if not fresh:
-    done = finished_history(config, workdir)
+    done = checkpoints.finished_history(workdir, config.num_epochs)
     if done is not None:
       logging.info("%s: %s already holds %d epochs; nothing to train.", name,
                     workdir, done[-1]["epoch"])
@@ -137,10 +136,12 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
                                   config.batch_size,
                                   pixel_stats=dataset.pixel_stats)
   keys = RunKeys.from_seeds(seeds_of(config), setup.replicated)
-  starts_fresh = fresh or finished_history(config, workdir) is None and (
-      _latest_step(workdir) is None)
+  starts_fresh = fresh or checkpoints.finished_history(
+      workdir, config.num_epochs) is None and (
+          checkpoints.latest_step(workdir) is None)
   # Pre-trained weights are read and checked before the workdir is touched.
-  initial_params = (pretrained_variables(config, workdir, init_state, keys, name)
+  initial_params = (run_setup.pretrained_variables(config, workdir,
+                                                   init_state, keys, name)
                     if starts_fresh else None)
   with workdir_lib.claim(workdir, config_dict, fresh), \
       contextlib.ExitStack() as open_writers:
@@ -167,32 +168,6 @@ def _fold_fields(config, dataset) -> list[dict[str, Any]]:
     return [{"fold": int(config.fold)}] * models
   return [{"fold": k, "val_examples": len(fold)}
           for k, fold in enumerate(dataset.folds)]
-
-
-def _latest_step(workdir: str) -> int | None:
-  if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
-    return None
-  store = checkpoints.RunCheckpoints(workdir, read_only=True)
-  try:
-    return store.latest_step()
-  finally:
-    store.close()
-
-
-def pretrained_variables(config, workdir, init_state, keys, name):
-  """Fresh variables ({'params', 'batch_stats'}) with config.init's
-  pre-trained parts merged in (numpy, stacked over seeds), or None for a
-  random start."""
-  pretrained = initialization.load_pretrained(config, workdir)
-  if pretrained is None:
-    return None
-  loaded, source = pretrained
-  fresh = distributed.fetch(jax.jit(
-      lambda k: model_variables(init_state(k)))(keys.init))
-  merged = initialization.merge_variables(fresh, loaded, source,
-                                          reinit=config.get("reinit", ()))
-  logging.info("%s: body initialised from %s", name, source)
-  return merged
 
 
 def normalization_record(config, setup) -> dict[str, Any]:
@@ -222,47 +197,6 @@ def memory_usage() -> dict[str, float]:
   if "peak_bytes_in_use" in stats:
     usage["device_peak_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
   return usage
-
-
-def finished_history(config, workdir: str) -> list[dict[str, Any]] | None:
-  """The history of a run in `workdir` that already reached num_epochs."""
-  if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
-    return None
-  store = checkpoints.RunCheckpoints(workdir, read_only=True)
-  try:
-    latest = store.latest_step()
-    if latest is None:
-      return None
-    history = store.restore_history(latest)
-  finally:
-    store.close()
-  if history and history[-1]["epoch"] >= config.num_epochs and (
-      history[-1]["step"] == latest):
-    return history
-  return None
-
-
-def _initial_state(config, workdir, store, setup, init_state, keys, name,
-                   initial_params, log=logging.info):
-  """(state, history): the latest checkpoint's, or a fresh start from
-  `initial_params` ({'params', 'batch_stats'}: pre-trained, merged) or
-  random."""
-  latest = store.latest_step()
-  if latest is not None:
-    # Resume: the checkpoint holds every weight, head included; no
-    # initialisation path runs on top of it.
-    state, history = store.restore(
-        latest, abstract_state(init_state, keys.init, setup))
-    log("%s: resumed %s from step %d", name, workdir, latest)
-    return state, history
-  if config.init != "random" and initial_params is None:
-    initial_params = pretrained_variables(config, workdir, init_state, keys, name)
-  initial = initial_params or {}
-  state = jax.jit(init_state, out_shardings=setup.replicated)(
-      keys.init, initial.get("params"), initial.get("batch_stats"))
-  log("%s: starting from scratch in %s (init=%s, seeds %s)", name,
-      workdir, config.init, seeds_of(config))
-  return state, []
 
 
 def _run_epoch(step_fn, state, inputs, first: int, steps_per_epoch: int,
@@ -303,8 +237,9 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
   steps_per_epoch = setup.steps_per_epoch
   seeds = seeds_of(config)
   log = logging.info if hooks.verbose else logging.debug
-  state, history = _initial_state(config, workdir, store, setup, init_state,
-                                  keys, name, initial_params, log)
+  state, history = run_setup.initial_state(config, workdir, store, setup,
+                                           init_state, keys, name,
+                                           initial_params, log)
   workdir_lib.record_config(workdir, config_dict)
   workdir_lib.sync_metrics(workdir, history)
   events = (open_writers.enter_context(contextlib.closing(

@@ -6,7 +6,6 @@ saved with torch.save like the real alexnet-owt-7be5be79.pth.
 """
 
 import json
-import os
 import subprocess
 import sys
 
@@ -18,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from conftest import REPO_ROOT, needs_cifar10, run_cli  # noqa: E402
+from conftest import needs_cifar10, run_cli  # noqa: E402
 from jaxtransfer import checkpoints, conversion, freezing, initialization, models  # noqa: E402
 from jaxtransfer.errors import UserError  # noqa: E402
 

@@ -5,9 +5,7 @@ images resized on the host into torchvision's AlexNet with the 'dataset'
 normalisation. The records are fake (tfds.testing.mock_data), so these check
 shapes, channels and bookkeeping, not accuracy."""
 
-import json
 
-import jax
 import numpy as np
 import pytest
 

@@ -6,7 +6,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import jax.numpy as jnp
@@ -15,7 +14,6 @@ import pytest
 from benchmarks import kill_resume
 from conftest import REPO_ROOT, needs_cifar10, run_cli, tiny_config
 from jaxtransfer import checkpoints, experiment, steps, training
-from jaxtransfer.errors import UserError
 
 
 @pytest.fixture(scope="module")

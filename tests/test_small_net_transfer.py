@@ -4,7 +4,6 @@ downloaded here): two source runs, four arms, and what each arm loads."""
 
 import json
 
-import jax
 import numpy as np
 
 from configs.sweeps import small_net_transfer

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
 from jaxtransfer import (checkpoints, configlib, experiment, freezing,
-                         initialization, stages, training)
+                         initialization, run_setup, stages, training)
 from jaxtransfer.errors import UserError
 
 TIMING = ("epoch_seconds", "eval_seconds", "compile_seconds", "feature_seconds",
@@ -142,8 +142,8 @@ def test_two_stages_one_curve_and_cache_per_stage(reference):
   final0, _, _ = checkpoints.load_variables(workdir / "stage_0_extract")
   setup, init_state = training.build_setup(config1, 10, 4, 32)
   keys = training.RunKeys.from_seeds(training.seeds_of(config1), setup.replicated)
-  start1 = training.pretrained_variables(config1, str(workdir / "stage_1_finetune"),
-                                       init_state, keys, name1)
+  start1 = run_setup.pretrained_variables(
+      config1, str(workdir / "stage_1_finetune"), init_state, keys, name1)
   fresh = jax.device_get(training.model_variables(init_state(keys.init)))
   final0, start1, fresh = (_named(t) for t in (final0, start1["params"],
                                                fresh["params"]))
