@@ -15,7 +15,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxtransfer import (configlib, experiment, initialization,
+from jaxtransfer import (configlib, experiment, initialization, sweeps,
                          workdir as workdir_lib)
 from jaxtransfer.errors import UserError
 
@@ -277,7 +277,7 @@ def plan_study(config, workdir: str):
       except UserError as e:
         raise UserError(f"study arm {arm.name}: {e}") from None
     run_dict = configlib.to_dict(run)  # JSON values, for study.json
-    values = {f: _dotted(run_dict, f) for f in fields}
+    values = {f: sweeps.get_field(run_dict, f) for f in fields}
     entry = {"name": arm.name, "values": values, "init": run.init,
              "freeze": run.freeze, "status": "skipped" if reason else "planned",
              "reason": reason, "notes": arm.notes}
@@ -294,11 +294,3 @@ def plan_study(config, workdir: str):
     plan["sources"] = [os.path.basename(d) for d, _ in sources.values()]
     autoencoders = {**dict(sources.values()), **autoencoders}
   return plan, runs, autoencoders
-
-
-def _dotted(config, field: str):
-  """config['a']['b'] for 'a.b' (a dict or a ConfigDict)."""
-  node = config
-  for part in field.split("."):
-    node = node[part]
-  return node
