@@ -225,9 +225,12 @@ def get_config(arg=None):
   # coupled L2); adamw decouples it. Frozen parameters never decay.
   config.weight_decay = 0.0
   # Keras-style regularisers added to the loss (Conv/Dense kernels and biases
-  # of trainable layers): l2 * sum(w^2), l1 * sum(|w|).
+  # of trainable layers): l2 * sum(w^2), l1 * sum(|w|). l2_form='norm' makes
+  # the L2 term PyTorch's common hand-written one, l2 * sum over tensors of
+  # ||w||_2 (`sum(torch.norm(p) for p in model.parameters())`), not squared.
   config.kernel_l2 = 0.0
   config.bias_l2 = 0.0
+  config.l2_form = "squared"
   config.kernel_l1 = 0.0
   config.bias_l1 = 0.0
   config.learning_rate = 1e-3

@@ -73,6 +73,7 @@ from jaxtransfer.errors import UserError
 
 FRAMEWORKS = ("torch", "keras")
 REGULARIZERS = ("kernel_l2", "kernel_l1", "bias_l2", "bias_l1")
+L2_FORMS = ("squared", "norm")  # l2 * sum(w^2) (Keras) or l2 * ||w||_2 per tensor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,11 +292,17 @@ def regularization(params, config, trainable_mask=None,
   (nothing traced) when all four strengths are 0. `hyper` replaces any of
   the four strengths (a vectorised sweep's model: a traced strength is
   always applied, a Python 0 never).
+
+  config.l2_form='norm' takes each tensor's L2 norm instead of its sum of
+  squares (kernel_l2 * ||k||_2 + bias_l2 * ||b||_2, PyTorch's hand-written
+  `sum(torch.norm(p))`), with a zero gradient at an all-zero tensor, as
+  torch's.
   """
   hyper = hyper or {}
   value = lambda name: hyper.get(name, float(config[name]))
   l2 = {"kernel": value("kernel_l2"), "bias": value("bias_l2")}
   l1 = {"kernel": value("kernel_l1"), "bias": value("bias_l1")}
+  squared = config.get("l2_form", "squared") == "squared"
   total = jnp.zeros((), jnp.float32)
   if not any(_nonzero(v) for v in (*l2.values(), *l1.values())):
     return total
@@ -312,10 +319,17 @@ def regularization(params, config, trainable_mask=None,
       continue
     x = jnp.asarray(leaf, jnp.float32)
     if _nonzero(l2[name]):
-      total = total + l2[name] * jnp.sum(x * x)
+      total = total + l2[name] * (jnp.sum(x * x) if squared else _norm(x))
     if _nonzero(l1[name]):
       total = total + l1[name] * jnp.sum(jnp.abs(x))
   return total
+
+
+def _norm(x: jax.Array) -> jax.Array:
+  """||x||_2 with gradient 0, not NaN, at x = 0 (torch.norm's)."""
+  squares = jnp.sum(x * x)
+  positive = squares > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, squares, 1.0)), 0.0)
 
 
 def _nonzero(strength) -> bool:
@@ -353,6 +367,7 @@ def validate(config) -> None:
   for field in ("weight_decay",) + REGULARIZERS:
     if not config[field] >= 0:
       _fail(field, config[field], "must be 0 (off) or positive")
+  _check_choice(config, "l2_form", L2_FORMS)
   if not 0 <= config.momentum < 1:
     _fail("momentum", config.momentum, "must be in [0, 1)")
   num_epochs = config.num_epochs

@@ -53,7 +53,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "classes": [], "class_fraction": {}, "normalization": "imagenet",
     "optimizer": "adam", "framework": "torch", "momentum": 0.9,
     "nesterov": False, "optimizer_kwargs": {}, "weight_decay": 0.0,
-    "kernel_l2": 0.0, "bias_l2": 0.0, "kernel_l1": 0.0, "bias_l1": 0.0,
+    "kernel_l2": 0.0, "bias_l2": 0.0, "l2_form": "squared", "kernel_l1": 0.0, "bias_l1": 0.0,
     "lr_schedule": "constant", "lr_step_epochs": 10, "lr_step_factor": 0.1,
     "lr_boundaries": [], "lr_values": [], "warmup_epochs": 0,
     "head": "", "adversarial": "", "train_sample": 0, "holdout_fraction": 0.0, "augment.brightness": 0.0,

@@ -10,7 +10,7 @@ from jaxtransfer.errors import UserError
 from jaxtransfer.models import notation
 
 
-@pytest.mark.parametrize("module, arms", [(v1, 6), (v2, 8), (v3, 8), (v4, 7),
+@pytest.mark.parametrize("module, arms", [(v1, 6), (v2, 8), (v3, 8), (v4, 8),
                                           (blurred, 2), (constrained, 5)])
 def test_every_row_is_a_valid_arm(module, arms):
   config = module.get_config("smoke")
@@ -32,6 +32,10 @@ def test_v4_arms_are_the_seeds_rows():
       v4.get_config(""), "/nonexistent")[1]}
   assert runs["dropout_l2"].kernel_l2 == runs["dropout_l2"].bias_l2 == 0.001
   assert runs["dropout"].kernel_l2 == 0.0
+  # The seed's row read both ways: Keras's sum(w^2) and torch.norm per tensor.
+  assert runs["dropout_l2"].l2_form == "squared"
+  norm = runs["dropout_l2norm"]
+  assert (norm.l2_form, norm.kernel_l2, norm.bias_l2) == ("norm", 0.001, 0.001)
   assert runs["beta0"].joint.beta == 0.0 and runs["beta0"].task == "joint"
   assert runs["no_decoder"].task == "classifier"
   assert runs["stride2"].arch == "v4_stride2"

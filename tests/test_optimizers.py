@@ -436,6 +436,37 @@ def test_regularization_matches_a_hand_computation():
       _by_hand(strengths, params["head"]["fc"]), rel=1e-6)
 
 
+def test_l2_norm_form_matches_torch_norm_and_its_gradient():
+  """l2_form='norm': l2 * sum over tensors of torch.norm(p), value and
+  gradient from torch's autograd (BatchNorm's leaves still excluded)."""
+  torch = pytest.importorskip("torch")
+  params = _params()
+  params["head"]["fc"]["bias"] = jnp.zeros(3)  # torch.norm's 0 gradient
+  config = _config(kernel_l2=1e-3, bias_l2=3e-3, l2_form="norm")
+  value, grads = jax.value_and_grad(
+      lambda p: optimizers.regularization(p, config))(params)
+  layers = {name: {k: torch.tensor(np.asarray(v, np.float64),
+                                   requires_grad=True)
+                   for k, v in layer.items()}
+            for name, layer in (("conv1", params["conv1"]),
+                                ("fc", params["head"]["fc"]))}
+  expected = sum(1e-3 * torch.norm(layer["kernel"]) + 3e-3 * torch.norm(
+      layer["bias"]) for layer in layers.values())
+  expected.backward()
+  assert float(value) == pytest.approx(float(expected), rel=1e-6)
+  for name, got in (("conv1", grads["conv1"]), ("fc", grads["head"]["fc"])):
+    for leaf in ("kernel", "bias"):
+      np.testing.assert_allclose(got[leaf], layers[name][leaf].grad.numpy(),
+                                 rtol=1e-5, atol=1e-9)
+  assert not np.any(np.asarray(grads["bn"]["scale"]))
+  # not the squared form
+  squared = optimizers.regularization(params, _config(kernel_l2=1e-3,
+                                                      bias_l2=3e-3))
+  assert float(squared) != pytest.approx(float(value), rel=1e-3)
+  with pytest.raises(UserError, match=r"config.l2_form='nrom'.*'norm'"):
+    optimizers.validate(_config(l2_form="nrom"))
+
+
 def test_regularization_off_is_a_constant_zero():
   config = _config()
   assert not optimizers.is_regularized(config)

@@ -3,7 +3,14 @@ arms that test the autoencoder's value, 40 epochs (common.py):
 
   no_dropout    82.92   the first v4 (overfits)
   dropout       83.56   + dropout 0.3 after the classifier's conv1, conv2
-  dropout_l2    85.69   + gamma = 0.001 L2 on the weights (kernel_l2, bias_l2)
+  dropout_l2    85.69   + gamma = 0.001 L2 on the weights (kernel_l2, bias_l2:
+                        0.001 * sum(w^2), Keras's form)
+  dropout_l2norm 85.69  the same row with the seed's "L2 Norm regularizer"
+                        read as PyTorch's hand-written sum(torch.norm(p)):
+                        0.001 * ||w||_2 per tensor (l2_form='norm'). The seed
+                        gives no code; measured here (README), the squared
+                        form at 0.001 underfits (its gradient 0.002 w is 20x
+                        the recipe's weight decay)
   stride2       82.99   the encoder's pool replaced by a stride-2 conv
   beta0         84.01   dropout + L2, beta = 0 (the decoder still built)
   no_decoder    85.27   dropout + L2, no decoder at all (task='classifier')
@@ -26,6 +33,7 @@ ARMS = {
     "no_dropout": ("v4_no_dropout", 82.92, {}),
     "dropout": ("v4", 83.56, {}),
     "dropout_l2": ("v4", 85.69, GAMMA),
+    "dropout_l2norm": ("v4", 85.69, {**GAMMA, "l2_form": "norm"}),
     "stride2": ("v4_stride2", 82.99, GAMMA),
     "beta0": ("v4", 84.01, {**GAMMA, "joint.beta": 0.0}),
     "no_decoder": ("v4", 85.27, {**GAMMA, "task": "classifier"}),
