@@ -136,9 +136,8 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
                                   config.batch_size,
                                   pixel_stats=dataset.pixel_stats)
   keys = RunKeys.from_seeds(seeds_of(config), setup.replicated)
-  starts_fresh = fresh or checkpoints.finished_history(
-      workdir, config.num_epochs) is None and (
-          checkpoints.latest_step(workdir) is None)
+  # (not fresh: the run is unfinished, or it would have returned above)
+  starts_fresh = fresh or checkpoints.latest_step(workdir) is None
   # Pre-trained weights are read and checked before the workdir is touched.
   initial_params = (run_setup.pretrained_variables(config, workdir,
                                                    init_state, keys, name)
