@@ -1,6 +1,6 @@
 """XLA:CPU's convolution back-ends on jaxtransfer's CPU-sized train steps.
 
-  python -m benchmarks.xla_cpu_flags [--repeats=30] [--models=v4,alexnet_bn]
+  python -m benchmarks.xla_cpu_flags [--repeats=60] [--models=v4,alexnet_bn]
 
 jaxtransfer trains on XLA:CPU wherever no accelerator is lent, and there
 the same seed-002 v4 step ran 2.3x slower than PyTorch (docs/
@@ -21,10 +21,9 @@ Models: seed 002's v4 joint net (configs/joint/v4.py, arm dropout_l2norm;
 another arm with V4_ARM=beta0) and seed 004's AlexNet-BN at 32 px
 (configs/sweeps/initializers.py's model).
 
-Open: on 2026-12-05 this script's beta0 step took ~203 ms at batch 32
-where the training loop ran the same arm at ~96 ms a step on the same VM
-(unexplained yet); the ratios between flag sets are what this measures,
-not absolute speed.
+The first tens of steps of a fresh process run ~2x slower than the rest
+(measured on 2026-12-05: 30 steps averaged ~200 ms, 150 steps ~114 ms, the
+training loop's epochs ~96 ms); WARMUP_STEPS untimed steps come first.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ import sys
 import tempfile
 import time
 
+WARMUP_STEPS = 40
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
@@ -101,6 +101,9 @@ def child(name: str, repeats: int, out: str) -> None:
   flat0 = jnp.concatenate([p.ravel() for p in jax.tree.leaves(params0)])
   flat1 = jnp.concatenate([p.ravel() for p in jax.tree.leaves(state.params)])
   np.save(out, np.asarray(flat1 - flat0))
+  for _ in range(WARMUP_STEPS):  # the first tens of steps run ~2x slower
+    state = step(state, images, labels, order, keys.augment)
+  jax.block_until_ready(state)
   start = time.perf_counter()
   for _ in range(repeats):
     state = step(state, images, labels, order, keys.augment)
@@ -111,7 +114,7 @@ def child(name: str, repeats: int, out: str) -> None:
 
 def main() -> None:
   parser = argparse.ArgumentParser()
-  parser.add_argument("--repeats", type=int, default=30)
+  parser.add_argument("--repeats", type=int, default=60)
   parser.add_argument("--models", default="v4,alexnet_bn")
   parser.add_argument("--child", default="")  # internal: one model
   parser.add_argument("--out", default="")
