@@ -13,22 +13,9 @@ import datetime
 import os
 import platform
 import sys
-import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-
-
-def _time_step(step, state, inputs, repeats):
-  import jax
-  for _ in range(20):  # a fresh executable's first tens of steps run slower
-    state = step(state, *inputs)
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  for _ in range(repeats):
-    state = step(state, *inputs)
-  jax.block_until_ready(state)
-  return (time.perf_counter() - start) / repeats
 
 
 def main() -> None:
@@ -43,6 +30,7 @@ def main() -> None:
   import jax.numpy as jnp
   import numpy as np
   from configs import default
+  from benchmarks import timing
   from jaxtransfer import training
 
   rng = np.random.default_rng(0)
@@ -58,8 +46,9 @@ def main() -> None:
     keys = training.RunKeys.from_seeds(range(seeds))
     orders = jnp.stack([jnp.arange(n)] * seeds)
     step = jax.jit(training.make_train_step(setup), donate_argnums=0)
-    seconds = _time_step(step, init_state(keys.init),
-                         (images, labels, orders, keys.augment), args.repeats)
+    seconds, _ = timing.seconds_per_step(
+        step, init_state(keys.init), (images, labels, orders, keys.augment),
+        args.repeats)
     rows.append((strategy, seeds, seconds))
   single = rows[0][2]
   print(f"\n{datetime.date.today()} | {platform.node()} | "

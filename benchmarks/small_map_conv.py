@@ -20,14 +20,14 @@ import platform
 import sys
 import time
 
-WARMUP = 20  # untimed calls first: a fresh executable's first tens run slower
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 
 def _time(fn, args, repeats: int) -> float:
   import jax
-  for _ in range(WARMUP):  # the first calls run slower (BENCHMARKS.md)
+  from benchmarks.timing import WARMUP_STEPS
+  for _ in range(WARMUP_STEPS):
     out = fn(*args)
   jax.block_until_ready(out)
   start = time.perf_counter()
@@ -73,6 +73,7 @@ def main() -> None:
       size = -(-size // 2)
     channels = features
 
+  from benchmarks import timing
   from configs import default
   from jaxtransfer import run_setup, steps
   config = default.get_config()
@@ -89,7 +90,7 @@ def main() -> None:
     keys = steps.RunKeys.from_seeds([0])
     step = jax.jit(steps.make_train_step(setup), donate_argnums=0)
     state = step(init_state(keys.init), images, labels, order, keys.augment)
-    for _ in range(WARMUP):
+    for _ in range(timing.WARMUP_STEPS):
       state = step(state, images, labels, order, keys.augment)
     jax.block_until_ready(state)
     start = time.perf_counter()

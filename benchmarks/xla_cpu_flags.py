@@ -17,13 +17,12 @@ near zero flips that element's whole update: the check also gives the
 fraction of elements whose update flipped. Prints a markdown table of ms/step
 and the speed-up over the default flags, for BENCHMARKS.md.
 
-Models: seed 002's v4 joint net (configs/joint/v4.py, arm dropout_l2norm;
-another arm with V4_ARM=beta0) and seed 004's AlexNet-BN at 32 px
-(configs/sweeps/initializers.py's model).
-
-The first tens of steps of a fresh process run ~2x slower than the rest
-(measured on 2026-12-05: 30 steps averaged ~200 ms, 150 steps ~114 ms, the
-training loop's epochs ~96 ms); WARMUP_STEPS untimed steps come first.
+Models (MODELS): seed 002's v4 joint net (configs/joint/v4.py, arm
+dropout_l2norm) and seed 004's AlexNet-BN at 32 px
+(configs/sweeps/initializers.py's first arm). Timing after
+benchmarks/timing.py's warm-up: the first tens of steps of a fresh process
+run ~2x slower (2026-12-05: 30 steps right after compiling averaged
+~200 ms, 150 steps ~114 ms, the training loop's epochs ~96 ms).
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ import sys
 import tempfile
 import time
 
-WARMUP_STEPS = 40
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
@@ -53,20 +51,23 @@ FLAG_SETS = (
 )
 
 
+# Each model's study config (its first arm is timed).
+MODELS = {
+    "v4": ("configs.joint.v4", "arms=dropout_l2norm,num_seeds=1"),
+    "alexnet_bn": ("configs.sweeps.initializers", None),
+}
+
+
 def model_config(name: str):
-  """One run config: the model's own study config, first arm."""
+  """One run config: the model's own study config, first arm, 1 seed,
+  batch 32."""
+  import importlib
   from jaxtransfer import study_plan
-  if name == "v4":
-    from configs.joint import v4
-    arm = os.environ.get("V4_ARM", "dropout_l2norm")
-    config = v4.get_config(f"arms={arm},num_seeds=1")
-  elif name == "alexnet_bn":
-    from configs.sweeps import initializers
-    config = initializers.get_config(None)
-  else:
-    raise SystemExit(f"--models: unknown model {name!r} (v4, alexnet_bn)")
-  arm = study_plan.plan_arms(config)[0]
-  run = study_plan.arm_config(config, arm, "")
+  if name not in MODELS:
+    raise SystemExit(f"--models: unknown model {name!r} ({', '.join(MODELS)})")
+  module, arg = MODELS[name]
+  config = importlib.import_module(module).get_config(arg)
+  run = study_plan.arm_config(config, study_plan.plan_arms(config)[0], "")
   run.num_seeds = 1
   run.batch_size = 32
   return run
@@ -76,8 +77,10 @@ def child(name: str, repeats: int, out: str) -> None:
   """Time one model's step under this process's XLA_FLAGS; save the first
   step's parameter update to `out` (.npy) and print a JSON line."""
   import jax
+  from jax.flatten_util import ravel_pytree
   import jax.numpy as jnp
   import numpy as np
+  from benchmarks import timing
   from jaxtransfer import run_setup, steps
 
   config = model_config(name)
@@ -90,25 +93,16 @@ def child(name: str, repeats: int, out: str) -> None:
   order = jnp.arange(n)[None]
   setup, init_state = run_setup.build_setup(config, 10, 4, batch)
   keys = steps.RunKeys.from_seeds([config.seed])
+  inputs = (images, labels, order, keys.augment)
   # Donated, as the training loop does (training.py).
   step = jax.jit(steps.make_train_step(setup), donate_argnums=0)
   state = init_state(keys.init)
-  params0 = jax.tree.map(jnp.copy, state.params)
+  before = np.asarray(ravel_pytree(state.params)[0])
   start = time.perf_counter()
-  state = step(state, images, labels, order, keys.augment)
-  jax.block_until_ready(state)
+  state = jax.block_until_ready(step(state, *inputs))
   compile_s = time.perf_counter() - start
-  flat0 = jnp.concatenate([p.ravel() for p in jax.tree.leaves(params0)])
-  flat1 = jnp.concatenate([p.ravel() for p in jax.tree.leaves(state.params)])
-  np.save(out, np.asarray(flat1 - flat0))
-  for _ in range(WARMUP_STEPS):  # the first tens of steps run ~2x slower
-    state = step(state, images, labels, order, keys.augment)
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  for _ in range(repeats):
-    state = step(state, images, labels, order, keys.augment)
-  jax.block_until_ready(state)
-  seconds = (time.perf_counter() - start) / repeats
+  np.save(out, np.asarray(ravel_pytree(state.params)[0]) - before)
+  seconds, _ = timing.seconds_per_step(step, state, inputs, repeats)
   print(json.dumps({"ms": seconds * 1e3, "compile_s": compile_s}))
 
 
