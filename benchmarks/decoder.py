@@ -14,7 +14,6 @@ import datetime
 import os
 import platform
 import sys
-import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -30,6 +29,7 @@ def main() -> None:
   import jax
   import jax.numpy as jnp
   import numpy as np
+  from benchmarks import timing
   from jaxtransfer import models
 
   class TransposedDecoder(nn.Module):
@@ -54,12 +54,9 @@ def main() -> None:
     params = decoder.init(jax.random.key(0), features)["params"]
     grad = jax.jit(jax.grad(lambda p: jnp.mean(
         (decoder.apply({"params": p}, features) - target) ** 2)))
-    jax.block_until_ready(grad(params))
-    start = time.perf_counter()
-    for _ in range(args.repeats):
-      out = grad(params)
-    jax.block_until_ready(out)
-    return (time.perf_counter() - start) / args.repeats
+    # One untimed call (compilation), as BENCHMARKS.md's decoder rows were
+    # measured; timing.WARMUP_STEPS would change them (re-run if switched).
+    return timing.seconds_per_call(grad, (params,), args.repeats, warmup=1)
 
   print(f"\n{datetime.date.today()} | {platform.node()} | "
         f"{jax.devices()[0].device_kind} x{jax.device_count()} | jax {jax.__version__}"

@@ -18,23 +18,9 @@ import datetime
 import os
 import platform
 import sys
-import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-
-
-def _time(fn, args, repeats: int) -> float:
-  import jax
-  from benchmarks.timing import WARMUP_STEPS
-  for _ in range(WARMUP_STEPS):
-    out = fn(*args)
-  jax.block_until_ready(out)
-  start = time.perf_counter()
-  for _ in range(repeats):
-    out = fn(*args)
-    jax.block_until_ready(out)
-  return (time.perf_counter() - start) / repeats
 
 
 def main() -> None:
@@ -46,6 +32,7 @@ def main() -> None:
   import jax
   import jax.numpy as jnp
   import numpy as np
+  from benchmarks import timing
   from jaxtransfer.models import alexnet_bn, common
 
   rows = []
@@ -65,7 +52,9 @@ def main() -> None:
     np.testing.assert_allclose(v1, v2, rtol=1e-4)
     for a, b in zip(g1, g2):
       np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * float(jnp.abs(a).max()))
-    t_plain, t_small = _time(plain, (x, k), args.repeats), _time(small, (x, k), args.repeats)
+    t_plain, t_small = (timing.seconds_per_call(fn, (x, k), args.repeats,
+                                                block_each=True)
+                        for fn in (plain, small))
     rows.append((f"{conv} {size}x{size}x{channels} -> {features}, {kernel}x{kernel}/{stride}",
                  t_plain, t_small))
     size = -(-size // stride)
@@ -73,7 +62,6 @@ def main() -> None:
       size = -(-size // 2)
     channels = features
 
-  from benchmarks import timing
   from configs import default
   from jaxtransfer import run_setup, steps
   config = default.get_config()
@@ -90,14 +78,10 @@ def main() -> None:
     keys = steps.RunKeys.from_seeds([0])
     step = jax.jit(steps.make_train_step(setup), donate_argnums=0)
     state = step(init_state(keys.init), images, labels, order, keys.augment)
-    for _ in range(timing.WARMUP_STEPS):
-      state = step(state, images, labels, order, keys.augment)
-    jax.block_until_ready(state)
-    start = time.perf_counter()
-    for _ in range(args.repeats):
-      state = step(state, images, labels, order, keys.augment)
-      jax.block_until_ready(state)
-    times.append((time.perf_counter() - start) / args.repeats)
+    seconds, _ = timing.seconds_per_step(
+        step, state, (images, labels, order, keys.augment), args.repeats,
+        block_each=True)
+    times.append(seconds)
     common.SMALL_MAP_PIXELS = 64
   rows.append(("whole train step (alexnet_bn, SGD)", *times))
 

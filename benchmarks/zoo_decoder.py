@@ -22,7 +22,6 @@ import datetime
 import os
 import platform
 import sys
-import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -38,6 +37,7 @@ def main() -> None:
   import jax
   import jax.numpy as jnp
   import numpy as np
+  from benchmarks import timing
   from jaxtransfer.models import notation, zoo_joint
 
   rng = np.random.default_rng(0)
@@ -46,12 +46,10 @@ def main() -> None:
     params = module.init(jax.random.key(0), features)["params"]
     grad = jax.jit(jax.grad(lambda p, x: jnp.mean(
         (module.apply({"params": p}, x) - target) ** 2), argnums=(0, 1)))
-    jax.block_until_ready(grad(params, features))
-    start = time.perf_counter()
-    for _ in range(args.repeats):
-      out = grad(params, features)
-    jax.block_until_ready(out)
-    return (time.perf_counter() - start) / args.repeats
+    # One untimed call (compilation), as BENCHMARKS.md's rows were measured;
+    # timing.WARMUP_STEPS would change them (re-run if switched).
+    return timing.seconds_per_call(grad, (params, features), args.repeats,
+                                   warmup=1)
 
   def lax_transpose(x, kernel):
     return jax.lax.conv_transpose(x, kernel[::-1, ::-1], (2, 2),
