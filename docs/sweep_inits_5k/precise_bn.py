@@ -52,7 +52,7 @@ def main(study_dir: str) -> None:
     config.unlock()
     config.bn_momentum = 0.0
     one_pass = models.make_model(config, 10)
-    accuracy = jax.jit(lambda p, b, x: jnp.argmax(
+    predict = jax.jit(lambda p, b, x: jnp.argmax(
         model.apply({"params": p, "batch_stats": b}, x, train=False), -1))
     for seed in range(jax.tree.leaves(params)[0].shape[0]):
       p, b = (jax.tree.map(lambda a: a[seed], t) for t in (params, stats))
@@ -61,7 +61,7 @@ def main(study_dir: str) -> None:
                                 rngs={"dropout": jax.random.key(0)})
       row = []
       for stats_used in (b, fresh["batch_stats"]):
-        hits = sum(int((np.asarray(accuracy(p, stats_used, test_x[i:i + 500]))
+        hits = sum(int((np.asarray(predict(p, stats_used, test_x[i:i + 500]))
                         == test_y[i:i + 500]).sum()) for i in range(0, 10000, 500))
         row.append(f"{hits / 100:.2f}")
       print(f"| {arm} | {config.seed + seed} | {row[0]} | {row[1]} |", flush=True)
