@@ -8,13 +8,20 @@ blurred images (train and test), 40 epochs (common.py):
                        table, and writes beta = 0, which for the classifier
                        is the same model and gradient)
 
-The blur is applied once on the host (jaxtransfer/corruptions.py); the seed
-does not give its sigma, 1.0 px here.
+The blur is applied once on the host (jaxtransfer/corruptions.py). The seed
+says only "a Gaussian Blur": sigma = 2 px here, Pillow's
+ImageFilter.GaussianBlur() default (its radius is the standard deviation).
+Measured against that reading: sigma 1 cost v4 3.4 points at epoch 12
+(76.4% vs 79.8% for the unblurred recipe in PyTorch, which ends where
+jaxtransfer does), far from the seed's 25.5 (85.69 ->
+60.16); sigma 2 cost 9.2 at epoch 5 (60.2% vs 69.4%; README "Seed 002's
+numbers").
 
   python -m jaxtransfer.main --config=configs/joint/blurred.py --workdir=workdirs/joint_blurred
   python -m jaxtransfer.main --config=configs/joint/blurred.py:smoke --workdir=/tmp/jt/joint_blurred
 
-Arguments: sigma=1.0 (the blur, pixels), smoke, num_seeds, arms.
+Arguments: sigma=2.0 (the blur's standard deviation, pixels), smoke,
+num_seeds, arms.
 """
 
 from configs.joint import common
@@ -22,7 +29,7 @@ from configs.joint.v4 import GAMMA
 
 
 def get_config(arg=None):
-  config, arg = common.seed002_config(arg, sigma=1.0)
+  config, arg = common.seed002_config(arg, sigma=2.0)
   config.corruption = f"gaussian_blur:{arg.sigma:g}"
   return common.as_study(config, [
       common.row("with_decoder", "v4", 60.16, **GAMMA),
