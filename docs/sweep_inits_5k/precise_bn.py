@@ -22,7 +22,8 @@ import numpy as np  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 from absl import logging  # noqa: E402
 
-from jaxtransfer import checkpoints, experiment, models  # noqa: E402
+from jaxtransfer import (checkpoints, data, experiment, models,  # noqa: E402
+                         training, workdir)
 
 STATS_IMAGES = 2000
 
@@ -30,16 +31,28 @@ STATS_IMAGES = 2000
 def _images(source, count):
   images = np.stack([source[i]["image"] for i in range(count)])
   labels = np.array([source[i]["label"] for i in range(count)])
-  return jnp.asarray(images, jnp.float32) / 255.0, labels  # normalization 'none'
+  return images, labels
+
+
+def _model_input(config, run, images):
+  """uint8 images -> the model's input, as the training step makes it
+  (data.to_unit_float, then to_model_input with the run's normalisation)."""
+  channels = models.get_spec(config.model).input_channels
+  records = workdir.read_metrics(run)
+  stats = training.recorded_pixel_stats(records[-1] if records else None)
+  mean, std = data.normalization_constants(config, channels, stats)
+  return data.to_model_input(data.to_unit_float(jnp.asarray(images)),
+                             config.image_size, tuple(mean), tuple(std),
+                             channels=channels)
 
 
 def main(study_dir: str) -> None:
   logging.set_verbosity(logging.WARNING)
   data_dir = os.environ.get("TFDS_DATA_DIR")
-  test_x, test_y = _images(tfds.data_source("cifar10", split="test",
-                                            data_dir=data_dir), 10000)
-  train_x, _ = _images(tfds.data_source("cifar10", split="train",
-                                        data_dir=data_dir), STATS_IMAGES)
+  test_images, test_y = _images(tfds.data_source(
+      "cifar10", split="test", data_dir=data_dir), 10000)
+  train_images, _ = _images(tfds.data_source(
+      "cifar10", split="train", data_dir=data_dir), STATS_IMAGES)
   print("| arm | seed | test % (stored running statistics) | test % (precise statistics) |")
   print("|---|---|---|---|")
   for arm in sorted(os.listdir(study_dir)):
@@ -47,6 +60,8 @@ def main(study_dir: str) -> None:
     if not os.path.isdir(os.path.join(run, "checkpoints")) or arm.startswith("sweep_"):
       continue
     config = experiment.config_from_workdir(run)
+    test_x = _model_input(config, run, test_images)
+    train_x = _model_input(config, run, train_images)
     params, stats, _ = checkpoints.load_variables(run)
     model = models.make_model(config, 10)
     config.unlock()
