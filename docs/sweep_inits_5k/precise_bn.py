@@ -34,16 +34,17 @@ def _images(source, count):
   return images, labels
 
 
-def _model_input(config, run, images):
-  """uint8 images -> the model's input, as the training step makes it
-  (data.to_unit_float, then to_model_input with the run's normalisation)."""
+def _model_inputs(config, run, *image_sets):
+  """uint8 image sets -> the model's inputs, as the training step makes
+  them (data.to_unit_float, then to_model_input with the run's
+  normalisation, read once from its metrics)."""
   channels = models.get_spec(config.model).input_channels
   records = workdir.read_metrics(run)
   stats = training.recorded_pixel_stats(records[-1] if records else None)
   mean, std = data.normalization_constants(config, channels, stats)
-  return data.to_model_input(data.to_unit_float(jnp.asarray(images)),
-                             config.image_size, tuple(mean), tuple(std),
-                             channels=channels)
+  return [data.to_model_input(data.to_unit_float(jnp.asarray(images)),
+                              config.image_size, tuple(mean), tuple(std),
+                              channels=channels) for images in image_sets]
 
 
 def main(study_dir: str) -> None:
@@ -60,8 +61,7 @@ def main(study_dir: str) -> None:
     if not os.path.isdir(os.path.join(run, "checkpoints")) or arm.startswith("sweep_"):
       continue
     config = experiment.config_from_workdir(run)
-    test_x = _model_input(config, run, test_images)
-    train_x = _model_input(config, run, train_images)
+    test_x, train_x = _model_inputs(config, run, test_images, train_images)
     params, stats, _ = checkpoints.load_variables(run)
     model = models.make_model(config, 10)
     config.unlock()
