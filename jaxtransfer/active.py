@@ -305,11 +305,9 @@ class _PoolScorer:
     self.setup = None
 
   def _prepare(self, round_dir: str, variables) -> None:
-    history = workdir_lib.read_metrics(round_dir)
     self.setup, _ = training.build_setup(
         self.config, self.dataset.num_classes, 1, self.config.batch_size,
-        pixel_stats=training.recorded_pixel_stats(
-            history[-1] if history else None))
+        pixel_stats=workdir_lib.run_pixel_stats(round_dir))
     pool = training.make_eval_set(self.dataset.train,
                                   self.config.eval_batch_size, self.setup)
     self.batches = pool.images

@@ -109,8 +109,7 @@ def load_run(run_dir: str, datasets: dict) -> Loaded:
     datasets[key] = data.load_dataset(config)
   dataset = datasets[key]
   params, batch_stats, step = checkpoints.load_variables(run_dir)
-  records = workdir_lib.read_metrics(run_dir)
-  pixel_stats = training.recorded_pixel_stats(records[-1] if records else None)
+  pixel_stats = workdir_lib.run_pixel_stats(run_dir)
   setup, init_state = training.build_setup(
       config, dataset.num_classes, 1, config.batch_size,
       pixel_stats=pixel_stats or dataset.pixel_stats)

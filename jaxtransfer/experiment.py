@@ -121,8 +121,7 @@ def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
     val = data.Split(val.images[[f[0] for f in first if len(f)]], val.labels)
     count = len(val.images)
   model = models.make_model(config, num_classes=dataset.num_classes)
-  records = workdir_lib.read_metrics(run_dir)
-  stats = training.recorded_pixel_stats(records[-1] if records else None)
+  stats = workdir_lib.run_pixel_stats(run_dir)
   mean, std = (np.asarray(v) for v in data.normalization_constants(
       config, 3, stats))  # the autoencoder is an AlexNet: RGB
   inputs = data.to_model_input(data.to_unit_float(val.images[:count]),
@@ -235,7 +234,7 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
     steps_per_epoch = max(
         logged.get("train_examples", config.batch_size)
         * augment.views_per_epoch(config.augment) // config.batch_size, 1)
-    pixel_stats = training.recorded_pixel_stats(logged)
+    pixel_stats = workdir_lib.recorded_pixel_stats(logged)
     if config.normalization == "dataset" and pixel_stats is None:
       raise UserError(f"checkpoint {step} in {workdir} does not record the "
                       "dataset normalisation it was trained with")

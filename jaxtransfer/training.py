@@ -28,7 +28,7 @@ import numpy as np
 import tqdm
 
 from jaxtransfer import (augment, checkpoints, configlib, data, distributed,
-                         freezing, kfold, run_setup, steps, sweeps,
+                         freezing, kfold, run_setup, sweeps,
                          tensorboard_events, workdir as workdir_lib)
 from jaxtransfer.errors import UserError, brief
 # The step machinery lives in steps.py; these names are part of this
@@ -176,14 +176,6 @@ def normalization_record(config, setup) -> dict[str, Any]:
     return {}
   return {"input_mean": [float(m) for m in setup.mean],
           "input_std": [float(s) for s in setup.std]}
-
-
-def recorded_pixel_stats(record: dict[str, Any] | None):
-  """The (mean, std) a metrics record says the inputs were normalised with
-  (normalization_record), or None."""
-  if not record or "input_mean" not in record:
-    return None
-  return tuple(record["input_mean"]), tuple(record["input_std"])
 
 
 def memory_usage() -> dict[str, float]:

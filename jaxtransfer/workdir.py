@@ -258,6 +258,21 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
   return records
 
 
+def recorded_pixel_stats(record: dict[str, Any] | None):
+  """The (mean, std) a metrics record says the inputs were normalised with
+  (training.normalization_record), or None."""
+  if not record or "input_mean" not in record:
+    return None
+  return tuple(record["input_mean"]), tuple(record["input_std"])
+
+
+def run_pixel_stats(workdir: str):
+  """The (mean, std) a finished or stopped run normalised its inputs with,
+  from its last metrics record; None without 'dataset' normalisation."""
+  records = read_metrics(workdir)
+  return recorded_pixel_stats(records[-1] if records else None)
+
+
 def append_metrics(workdir: str, record: dict[str, Any]) -> None:
   path = os.path.join(workdir, METRICS_FILE)
   try:

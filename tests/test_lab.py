@@ -123,6 +123,8 @@ def test_eval_does_not_read_the_training_split(tmp_path, monkeypatch):
   config = tiny_config(num_epochs=1, normalization="dataset")
   history = training.train_and_evaluate(config, str(tmp_path))
   assert len(history[-1]["input_mean"]) == 3
+  assert workdir_lib.run_pixel_stats(str(tmp_path)) == (
+      tuple(history[-1]["input_mean"]), tuple(history[-1]["input_std"]))
   real_load = data.load_dataset
   calls = []
 
@@ -137,6 +139,19 @@ def test_eval_does_not_read_the_training_split(tmp_path, monkeypatch):
   # The same numbers the loop logged, with the recorded dataset statistics.
   assert result["val_loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-6)
   assert result["val_accuracy"] == history[-1]["val_accuracy"]
+
+
+def test_run_pixel_stats_reads_the_last_record_only(tmp_path):
+  run = str(tmp_path)
+  assert workdir_lib.run_pixel_stats(run) is None  # no metrics.jsonl yet
+  workdir_lib.append_metrics(run, {"epoch": 1, "input_mean": [0.1, 0.2, 0.3],
+                                   "input_std": [0.4, 0.5, 0.6]})
+  workdir_lib.append_metrics(run, {"epoch": 2, "input_mean": [0.7, 0.8, 0.9],
+                                   "input_std": [1.0, 1.1, 1.2]})
+  assert workdir_lib.run_pixel_stats(run) == ((0.7, 0.8, 0.9), (1.0, 1.1, 1.2))
+  # A run without 'dataset' normalisation records no statistics.
+  workdir_lib.append_metrics(run, {"epoch": 3})
+  assert workdir_lib.run_pixel_stats(run) is None
 
 
 def test_a_run_from_before_the_new_fields_is_the_same_run():

@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 from absl import logging  # noqa: E402
 
 from jaxtransfer import (checkpoints, data, experiment, models,  # noqa: E402
-                         training, workdir)
+                         workdir)
 
 STATS_IMAGES = 2000
 
@@ -39,8 +39,7 @@ def _model_inputs(config, run, *image_sets):
   them (data.to_unit_float, then to_model_input with the run's
   normalisation, read once from its metrics)."""
   channels = models.get_spec(config.model).input_channels
-  records = workdir.read_metrics(run)
-  stats = training.recorded_pixel_stats(records[-1] if records else None)
+  stats = workdir.run_pixel_stats(run)
   mean, std = data.normalization_constants(config, channels, stats)
   return [data.to_model_input(data.to_unit_float(jnp.asarray(images)),
                               config.image_size, tuple(mean), tuple(std),
