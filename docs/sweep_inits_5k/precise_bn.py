@@ -1,4 +1,5 @@
-"""Diagnostic for the 5,000-image initialiser sweep: test accuracy of each
+"""Diagnostic for seed 004's 5,000-image sweeps (the initialiser table, and
+the regularisation study: workdirs/sweep_reg_5k): test accuracy of each
 arm's final weights with BatchNorm's stored running statistics (what the
 report gives; Keras's evaluate does the same) and with "precise" ones: the
 final weights' own statistics over the first 2,000 training images, in one
