@@ -35,6 +35,12 @@ def test_both_ways_run_and_load_what_the_seed_transfers(fake_tfds, tmp_path):
           sources["source_mnist28"]["image_size"]) == ("mnist", "lenet", 28)
   assert (sources["source_mnist96"]["model"],
           sources["source_mnist96"]["image_size"]) == ("lenet_rgb", 96)
+  # Keras's initialisers everywhere, as the seed's create_lenet (with
+  # PyTorch's, the stem arms did not learn on CIFAR-10).
+  for run in [*plan["sources"], *(a["name"] for a in plan["arms"])]:
+    run_config = workdir_lib.read_config(str(workdir / run))
+    assert (run_config["kernel_init"], run_config["bias_init"]) == (
+        "glorot_uniform", "zeros"), run
   records = {a["name"]: workdir_lib.read_metrics(str(workdir / a["name"]))
              for a in plan["arms"]}
   assert {r[-1]["train_examples"] for r in records.values()} == {40}  # STL
