@@ -222,7 +222,8 @@ def run(config, workdir: str, *, fresh: bool = False,
     return done
   dataset = dataset or data.load_dataset(config)
   validate(config, len(dataset.train))
-  with workdir_lib.claim(workdir, config_dict, fresh):
+  # --fresh: rounds.jsonl and every seed's rounds go to archive/ too.
+  with workdir_lib.claim(workdir, config_dict, fresh, whole=True):
     workdir_lib.record_config(workdir, config_dict)
     config = _pretrain_once(config, workdir, dataset)
     for seed in seeds:

@@ -30,7 +30,6 @@ run's), nor `init` (stage k > 0 starts from stage k-1).
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 from typing import Any
@@ -212,26 +211,10 @@ def _write_metrics(staged, workdir: str) -> list[dict[str, Any]]:
   return records
 
 
-def _archive_stages(workdir: str) -> None:
-  """--fresh: the stage directories go to archive/ with the rest."""
-  present = sorted(d for d in os.listdir(workdir) if d.startswith(STAGE_PREFIX))
-  if not present:
-    return
-  archive = os.path.join(workdir, workdir_lib.ARCHIVE_DIR)
-  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-  # beside config.json and metrics.jsonl, which claim() has just archived
-  target = os.path.join(archive, max(os.listdir(archive))
-                        if os.path.isdir(archive) and os.listdir(archive)
-                        else stamp)
-  os.makedirs(target, exist_ok=True)
-  for name in present:
-    os.rename(os.path.join(workdir, name), os.path.join(target, name))
-
-
 def run(config, workdir: str, *, fresh: bool = False, dataset=None,
         hooks=None) -> list[dict[str, Any]]:
   """Runs (or resumes) every stage in order; returns the combined metrics."""
-  from jaxtransfer import checkpoints, data, distributed, experiment, training
+  from jaxtransfer import checkpoints, data, experiment, training
   configlib.validate(config)  # every stage too (validate above)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)
@@ -254,9 +237,8 @@ def run(config, workdir: str, *, fresh: bool = False, dataset=None,
             "from it; use a new --workdir, or --fresh")
   dataset = dataset or data.load_dataset(staged[0][1])
   hooks = hooks or training.Hooks()
-  with workdir_lib.claim(workdir, config_dict, fresh):
-    if fresh and distributed.is_primary():
-      _archive_stages(workdir)
+  # --fresh: the stage directories go to archive/ with the rest.
+  with workdir_lib.claim(workdir, config_dict, fresh, whole=True):
     workdir_lib.record_config(workdir, config_dict)
     first = staged[0][1]
     if first.init == "autoencoder" and not config.ae_checkpoint:

@@ -91,7 +91,9 @@ def run(config, workdir: str, *, fresh: bool = False) -> dict[str, Any]:
   for run_config in runnable:  # as does a labelling budget the pool lacks
     if active.enabled(run_config):
       active.validate(run_config, len(datasets.get(run_config).train))
-  with workdir_lib.claim(workdir, config_dict, fresh):
+  # --fresh starts the whole study over: its plan, report and the arms'
+  # and sources' runs move to archive/ too (they belong to the old config).
+  with workdir_lib.claim(workdir, config_dict, fresh, whole=True):
     workdir_lib.record_config(workdir, config_dict)
     return _run(config, workdir, plan, runs, autoencoders, datasets)
 

@@ -116,10 +116,18 @@ def read_config(workdir: str) -> dict[str, Any] | None:
     return json.load(f)
 
 
-def archive_run(workdir: str) -> str | None:
-  """Moves an existing run's files into <workdir>/archive/<time>/; returns it."""
-  present = [name for name in RUN_ARTIFACTS
-             if os.path.exists(os.path.join(workdir, name))]
+def archive_run(workdir: str, whole: bool = False) -> str | None:
+  """Moves an existing run's files into <workdir>/archive/<time>/; returns it.
+
+  `whole`: everything in the workdir but archive/ and the lock (a study:
+  its plan, report and every arm's and source run's directory).
+  """
+  if whole:
+    present = sorted(name for name in os.listdir(workdir)
+                     if name not in (ARCHIVE_DIR, LOCK_FILE))
+  else:
+    present = [name for name in RUN_ARTIFACTS
+               if os.path.exists(os.path.join(workdir, name))]
   if not present:
     return None
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
@@ -170,9 +178,11 @@ def check(workdir: str, config_dict: dict[str, Any], fresh: bool = False) -> Non
 
 
 @contextlib.contextmanager
-def claim(workdir: str, config_dict: dict[str, Any], fresh: bool = False):
+def claim(workdir: str, config_dict: dict[str, Any], fresh: bool = False,
+          whole: bool = False):
   """Holds the workdir for a run: creates it, takes its lock (one writer per
-  workdir), and moves an old run to archive/ if `fresh`.
+  workdir), and moves an old run to archive/ if `fresh` (all of the
+  workdir's contents if `whole`: archive_run).
 
   Call `check` first: claim assumes the config fits the workdir.
   """
@@ -182,7 +192,7 @@ def claim(workdir: str, config_dict: dict[str, Any], fresh: bool = False):
     raise UserError(f"cannot create workdir {workdir}: {e.strerror}") from None
   with lock(workdir):
     if fresh and distributed.is_primary():
-      archive_run(workdir)
+      archive_run(workdir, whole)
     distributed.barrier("workdir-claimed")
     yield
 

@@ -135,6 +135,47 @@ def test_workdir_of_another_config_is_refused_then_archived_with_fresh(tmp_path)
   assert json.loads((tmp_path / "config.json").read_text())["learning_rate"] == 0.01
 
 
+@needs_cifar10
+@pytest.mark.parametrize("kind", ["study", "stages"])
+def test_fresh_archives_a_study_or_a_staged_run_whole(tmp_path, kind):
+  """A study's arms and a staged run's stages are runs of their own inside
+  the workdir: --fresh moves them to archive/ with the rest, or the new
+  config would be refused by (or resume) the old arms."""
+  import ml_collections
+  from jaxtransfer import stages, study
+
+  def run(learning_rate, **kwargs):
+    config = tiny_config(num_epochs=1, train_subset=64, val_subset=50,
+                         learning_rate=learning_rate)
+    with config.unlocked():
+      if kind == "study":
+        config.study = ml_collections.ConfigDict({"arms": ({"name": "a"},)})
+      else:
+        config.stages = ({"name": "extract", "freeze": "head", "num_epochs": 1},
+                         {"name": "finetune", "freeze": "none", "num_epochs": 1})
+    (study.run if kind == "study" else stages.run)(config, str(tmp_path),
+                                                   **kwargs)
+
+  run(1e-3)
+  inner = ("a" if kind == "study" else
+           os.path.basename(stages.stage_dir(str(tmp_path), 0, "extract")))
+  before = sorted(set(os.listdir(tmp_path)) - {workdir.LOCK_FILE})
+  assert inner in before
+  snapshot = _snapshot(tmp_path)
+  with pytest.raises(UserError, match="--fresh"):
+    run(1e-2)
+  assert _snapshot(tmp_path) == snapshot  # refused: nothing touched
+  run(1e-2, fresh=True)
+  archived = list((tmp_path / workdir.ARCHIVE_DIR).iterdir())
+  assert len(archived) == 1
+  assert sorted(os.listdir(archived[0])) == before
+  for root, rate in ((archived[0], 1e-3), (tmp_path, 1e-2)):
+    for run_dir in (root, root / inner):
+      assert json.loads((run_dir / "config.json").read_text())[
+          "learning_rate"] == rate, run_dir
+    assert (root / inner / "metrics.jsonl").exists()
+
+
 def test_missing_autoencoder_checkpoint_is_a_clear_error(tmp_path):
   config = tiny_config(init="autoencoder", ae_checkpoint=str(tmp_path / "nope"))
   with pytest.raises(UserError, match="nope does not exist"):
