@@ -1,7 +1,7 @@
 """Seed 004's initialiser table at full size, assembled from its parts.
 
 The full table (10 initialisers x 2 seeds x 5 epochs x 50,000 images) is
-~11 hours on the development VM's two cores, longer than a session, and a
+~9 hours on the development VM's two cores, longer than a session, and a
 workdir does not dependably survive from one session to the next. So it
 is run one initialiser at a time, each part finishing inside a session:
 
@@ -17,17 +17,18 @@ arm alone). This prints the README's table from whatever parts are here:
   python docs/sweep_inits_full/table.py
 """
 
-import json
 import os
+import sys
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+
+import numpy as np  # noqa: E402
+
+from configs.sweeps.initializers import SEED_ACCURACY  # noqa: E402
+from jaxtransfer import workdir  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SEED_ACCURACY = {"random_normal": "61.12", "random_uniform": "55.61",
-                 "truncated_normal": "52.64", "zeros": "10.00",
-                 "ones": "19.54", "glorot_normal": "58.84",
-                 "glorot_uniform": "43.96, 57.53", "he_uniform": "60.07",
-                 "he_normal": "58.23", "lecun_normal": "-"}
 
 
 def _mean_std(values):
@@ -36,12 +37,10 @@ def _mean_std(values):
 
 def _final(name):
   """Final-epoch records of a part, one per seed (None if not run)."""
-  path = os.path.join(HERE, name, "metrics.jsonl")
-  if not os.path.exists(path):
+  rows = [r for r in workdir.read_metrics(os.path.join(HERE, name))
+          if "val_accuracy" in r]
+  if not rows:
     return None
-  with open(path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
-  rows = [r for r in rows if "val_accuracy" in r]
   last = max(r["epoch"] for r in rows)
   return sorted((r for r in rows if r["epoch"] == last),
                 key=lambda r: r["seed"])
