@@ -42,19 +42,21 @@ def main() -> None:
     config.num_epochs = args.epochs
     config.progress_bar = False
     config.seed_parallelism = args.seed_parallelism
-    workdir = tempfile.mkdtemp(prefix="sweep-bench-")
-    start = time.perf_counter()
-    plan = study.run(config, workdir)
-    wall = time.perf_counter() - start
-    runs = ([os.path.join(workdir, "sweep_0")] if vectorize else
-            [os.path.join(workdir, arm["name"]) for arm in plan["arms"]])
-    compile_s = train_s = 0.0
-    for run in runs:
-      records = workdir_lib.read_metrics(run)
-      compile_s += records[0]["compile_seconds"]
-      train_s += sum(r["epoch_seconds"] for r in records
-                     if r["seed"] == records[0]["seed"]
-                     and r.get("variant", "") == records[0].get("variant", ""))
+    # ~270 MB of checkpoints per arm: removed once read
+    with tempfile.TemporaryDirectory(prefix="sweep-bench-") as workdir:
+      start = time.perf_counter()
+      plan = study.run(config, workdir)
+      wall = time.perf_counter() - start
+      runs = ([os.path.join(workdir, "sweep_0")] if vectorize else
+              [os.path.join(workdir, arm["name"]) for arm in plan["arms"]])
+      compile_s = train_s = 0.0
+      for run in runs:
+        records = workdir_lib.read_metrics(run)
+        compile_s += records[0]["compile_seconds"]
+        train_s += sum(
+            r["epoch_seconds"] for r in records
+            if r["seed"] == records[0]["seed"]
+            and r.get("variant", "") == records[0].get("variant", ""))
     return {"wall": wall, "compile": compile_s, "train": train_s}
 
   apart, together = measure(False), measure(True)
