@@ -62,8 +62,9 @@ def main() -> None:
   apart, together = measure(False), measure(True)
   print(f"\n{datetime.date.today()} | {platform.node()} | "
         f"{jax.devices()[0].device_kind} x{jax.device_count()} | jax "
-        f"{jax.__version__} | 10 arms x 1 seed, {args.train_subset} images, "
-        f"{args.epochs} epoch(s), seed_parallelism={args.seed_parallelism}")
+        f"{jax.__version__} | {len(initializers.SEED_ACCURACY)} arms x 1 "
+        f"seed, {args.train_subset} images, {args.epochs} epoch(s), "
+        f"seed_parallelism={args.seed_parallelism}")
   print("| | ten programs s | one program s | ten / one |")
   print("|---|---|---|---|")
   for key in ("wall", "compile", "train"):
