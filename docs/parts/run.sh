@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PYTHON:-python}"
-case "${1:-}" in
+case "${1:-}" in  # table.py's STUDIES holds the same names and directories
   inits) dir=sweep_inits_full; config=configs/sweeps/initializers.py; arg=inits ;;
   reg) dir=sweep_reg_full; config=configs/sweeps/regularization.py; arg=arms ;;
   *) echo "usage: bash docs/parts/run.sh {inits|reg} ARM [ARM ...]" >&2; exit 2 ;;

@@ -27,13 +27,11 @@ import numpy as np  # noqa: E402
 from configs.sweeps import initializers, regularization  # noqa: E402
 from jaxtransfer import workdir  # noqa: E402
 
-# study -> (directory under docs/, its arms in table order, the config
-# argument that picks arms, the config file)
+# study -> (directory under docs/, its arms in table order); run.sh maps
+# the same names to their configs
 STUDIES = {
-    "inits": ("sweep_inits_full", list(initializers.SEED_ACCURACY),
-              "inits", "configs/sweeps/initializers.py"),
-    "reg": ("sweep_reg_full", list(regularization.ARMS), "arms",
-            "configs/sweeps/regularization.py"),
+    "inits": ("sweep_inits_full", list(initializers.SEED_ACCURACY)),
+    "reg": ("sweep_reg_full", list(regularization.ARMS)),
 }
 
 
@@ -75,7 +73,8 @@ def _part(study, name, docs_dir):
 
 
 def _delta(values, reference):
-  if reference is None:
+  """Mean of values minus mean of reference, or "-" if either is missing."""
+  if not values or not reference:
     return "-"
   return f"{np.mean(values) - np.mean(reference):+.1f}".replace("-", "−")
 
@@ -108,10 +107,10 @@ def rows(study, docs_dir=os.path.join(ROOT, "docs")):
     if study == "inits":
       lines.append(first + stored_cell + precise_cell + train_cell)
     else:
-      is_none = name == "none"
-      d_stored = "-" if is_none or not none else _delta(stored, none[0])
-      d_precise = ("-" if is_none or not none or not precise_ or not none[1]
-                   else _delta(precise_, none[1]))
+      ref_stored, ref_precise = (none[:2] if none and name != "none"
+                                 else (None, None))
+      d_stored = _delta(stored, ref_stored)
+      d_precise = _delta(precise_, ref_precise)
       lines.append(first + stored_cell + f" {d_stored} |" + precise_cell
                    + f" {d_precise} |" + train_cell)
   return lines
