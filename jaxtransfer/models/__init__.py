@@ -51,7 +51,7 @@ from jaxtransfer.models import (alexnet, alexnet_bn, densenet, lenet, notation,
 from jaxtransfer.models.alexnet import (ALEXNET_FEATURES, BODY_CHANNELS,
                                         MIN_IMAGE_SIZE, AlexNetBody,
                                         AlexNetTorchvision, Autoencoder,
-                                        Classifier, ClassifierHead, Decoder,
+                                        Classifier, Decoder,
                                         ImageNetClassifier, TorchvisionAlexNet,
                                         TorchvisionHead, body_spatial_sizes,
                                         check_image_size, feature_dim)
@@ -168,7 +168,7 @@ def frozen_norm_paths(batch_stats, trainable) -> tuple[str, ...]:
 
 __all__ = [
     "ALEXNET_FEATURES", "AlexNetBN", "AlexNetBody", "AlexNetTorchvision",
-    "Autoencoder", "BODY_CHANNELS", "Classifier", "ClassifierHead", "Decoder",
+    "Autoencoder", "BODY_CHANNELS", "Classifier", "Decoder",
     "DenseNet121", "ImageNetClassifier", "KERNEL_INITS", "LeNet",
     "LinearHead", "MIN_IMAGE_SIZE", "MODELS", "ModelSpec", "ResNet50",
     "Rules", "TorchvisionAlexNet", "TorchvisionHead", "VGG",

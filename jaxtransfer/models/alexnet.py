@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from jaxtransfer.errors import UserError
 from jaxtransfer.models.common import (probe_point, BodyHead, LinearHead,
-                                       ModelSpec, _conv_out, adaptive_avg_pool,
+                                       MLPHead, ModelSpec, _conv_out, adaptive_avg_pool,
                                        check_frozen_norms, dropout_rate,
                                        head_choice, linear_head_dropout,
                                        max_pool_3x3_s2, smallest_image_size)
@@ -97,29 +97,6 @@ class AlexNetBody(nn.Module):
     return x
 
 
-class ClassifierHead(nn.Module):
-  """The study's head: flatten -> Dense(hidden) -> ReLU -> Dense(classes).
-
-  With dropout > 0 (not in the seed study), Dropout before the last Dense.
-  """
-  num_classes: int
-  hidden: int = 500
-  kernel_init: str = "torch"
-  dtype: Any = jnp.float32
-  dropout: float = 0.0
-
-  @nn.compact
-  def __call__(self, features, train: bool = False):
-    x = features.reshape(features.shape[0], -1)
-    x = nn.Dense(self.hidden, dtype=self.dtype, name="fc1",
-                 **layer_inits(self.kernel_init, x.shape[-1]))(x)
-    x = nn.relu(x)
-    x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc2",
-                 **layer_inits(self.kernel_init, self.hidden))(x)
-    return x.astype(jnp.float32)  # logits in float32 for a stable loss
-
-
 class Classifier(BodyHead):
   """'alexnet': the seed study's AlexNet body + 2304 -> 500 -> N head."""
   num_classes: int
@@ -131,8 +108,8 @@ class Classifier(BodyHead):
 
   def setup(self):
     self.body = AlexNetBody(self.kernel_init, self.dtype)
-    self.head = ClassifierHead(self.num_classes, self.hidden,
-                               self.kernel_init, self.dtype, self.dropout)
+    self.head = MLPHead(self.num_classes, self.hidden, self.kernel_init,
+                        self.dtype, self.dropout)
 
 
 class TorchvisionHead(nn.Module):

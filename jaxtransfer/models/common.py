@@ -158,9 +158,11 @@ class LinearHead(nn.Module):
 
 
 class MLPHead(nn.Module):
-  """config.head='mlp' (seed 004's Keras head on ResNet50: Flatten ->
-  Dense(512, relu) -> Dense(classes)): the pooled body features flattened
-  -> fc1 (config.head_hidden units) -> ReLU -> [dropout] -> fc2 -> logits."""
+  """Flatten -> fc1 (hidden units) -> ReLU -> [dropout] -> fc2 -> logits.
+
+  The head of 'alexnet' (seed 000's 2304 -> 500 -> N; dropout only where a
+  config sets one) and config.head='mlp' (seed 004's Keras head on ResNet50:
+  Flatten -> Dense(512, relu) -> Dense(classes); config.head_hidden units)."""
   num_classes: int
   hidden: int = 512
   kernel_init: str = "torch"
