@@ -27,7 +27,8 @@ import jax.numpy as jnp
 
 from jaxtransfer.errors import UserError
 from jaxtransfer.models.common import (probe_point, BodyHead, LinearHead,
-                                       MLPHead, ModelSpec, _conv_out, adaptive_avg_pool,
+                                       MLPHead, ModelSpec, _conv_out,
+                                       adaptive_avg_pool,
                                        check_frozen_norms, dropout_rate,
                                        head_choice, linear_head_dropout,
                                        max_pool_3x3_s2, smallest_image_size)
