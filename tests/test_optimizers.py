@@ -453,7 +453,7 @@ def test_l2_norm_form_matches_torch_norm_and_its_gradient():
   expected = sum(1e-3 * torch.norm(layer["kernel"]) + 3e-3 * torch.norm(
       layer["bias"]) for layer in layers.values())
   expected.backward()
-  assert float(value) == pytest.approx(float(expected), rel=1e-6)
+  assert float(value) == pytest.approx(expected.item(), rel=1e-6)
   for name, got in (("conv1", grads["conv1"]), ("fc", grads["head"]["fc"])):
     for leaf in ("kernel", "bias"):
       np.testing.assert_allclose(got[leaf], layers[name][leaf].grad.numpy(),

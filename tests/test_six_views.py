@@ -34,7 +34,7 @@ def _view_fn(options):
 
 def _torch(image):
   import torch
-  return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+  return torch.from_numpy(np.array(image)).permute(2, 0, 1)
 
 
 def _numpy(tensor):
