@@ -44,7 +44,8 @@ def main() -> None:
 
   from absl import logging
   from configs import default
-  from jaxtransfer import analysis, training
+  from jaxtransfer.engine import training
+  from jaxtransfer.features.analysis import analyze
   logging.set_verbosity(logging.WARNING)
 
   config = default.get_config()  # configs/study.py's arms' model and size
@@ -69,15 +70,15 @@ def main() -> None:
   # study's first arm does); the two measured passes then run warm, as
   # every later arm of a study does.
   for current in (args.small, args.small, args.large):
-    shutil.rmtree(os.path.join(run_dir, analysis.ANALYSIS_DIR),
+    shutil.rmtree(os.path.join(run_dir, analyze.ANALYSIS_DIR),
                   ignore_errors=True)
-    options = analysis.Options(
+    options = analyze.Options(
         probe_examples=current, cka_examples=current // 4,
         corruption_examples=current // 5)
     for part, n in (("probes", current + VAL), ("CKA features", current // 4),
                     ("corruptions", 45 * (current // 5))):
       sizes.setdefault(part, {})[current] = n
-    analysis.analyze(run_dir, options, log=log)
+    analyze.analyze(run_dir, options, log=log)
 
   print(f"# analysis time, {datetime.date.today()}, {platform.node()}, "
         f"{os.cpu_count()} CPUs")

@@ -36,7 +36,7 @@ def main() -> None:
 
   import jax
   from configs import default
-  from jaxtransfer import training
+  from jaxtransfer.engine import training
 
   rows = []
   for regime in args.regimes.split(","):

@@ -48,7 +48,7 @@ def finish(workdir: str, args=ARGS, timeout: float = 600) -> subprocess.Complete
 
 def outcome(workdir: str) -> tuple[list[dict], dict]:
   """(metrics without timing fields, final parameters as numpy)."""
-  from jaxtransfer import checkpoints, workdir as workdir_lib
+  from jaxtransfer.core import checkpoints, workdir as workdir_lib
   records = [{k: r[k] for k in COMPARED} for r in workdir_lib.read_metrics(workdir)]
   params, _ = checkpoints.load_params(workdir)
   return records, params

@@ -31,7 +31,7 @@ def main() -> None:
   import numpy as np
   from configs import default
   from benchmarks import timing
-  from jaxtransfer import training
+  from jaxtransfer.engine import training
 
   rng = np.random.default_rng(0)
   n = args.batch_size * 10

@@ -63,7 +63,7 @@ def main() -> None:
     channels = features
 
   from configs import default
-  from jaxtransfer import run_setup, steps
+  from jaxtransfer.engine import run_setup, steps
   config = default.get_config()
   config.model, config.image_size, config.optimizer = "alexnet_bn", 32, "sgd"
   n = args.batch_size * 4

@@ -33,7 +33,8 @@ def main() -> None:
   import jax
   from absl import logging
   from configs.sweeps import initializers
-  from jaxtransfer import study, workdir as workdir_lib
+  from jaxtransfer.core import workdir as workdir_lib
+  from jaxtransfer.study import runner
   logging.set_verbosity(logging.WARNING)
 
   def measure(vectorize: bool) -> dict[str, float]:
@@ -45,7 +46,7 @@ def main() -> None:
     # ~270 MB of checkpoints per arm: removed once read
     with tempfile.TemporaryDirectory(prefix="sweep-bench-") as workdir:
       start = time.perf_counter()
-      plan = study.run(config, workdir)
+      plan = runner.run(config, workdir)
       wall = time.perf_counter() - start
       runs = ([os.path.join(workdir, "sweep_0")] if vectorize else
               [os.path.join(workdir, arm["name"]) for arm in plan["arms"]])

@@ -44,7 +44,8 @@ FREEZES = ("none", "head", "head+conv5")
 def jax_epoch(images, labels, *, freeze, dtype, batch_size, image_size):
   import jax
   from configs import default
-  from jaxtransfer import distributed, training
+  from jaxtransfer.core import distributed
+  from jaxtransfer.engine import training
 
   config = default.get_config()
   config.freeze, config.compute_dtype = freeze, dtype

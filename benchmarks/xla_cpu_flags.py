@@ -62,12 +62,12 @@ def model_config(name: str):
   """One run config: the model's own study config, first arm, 1 seed,
   batch 32."""
   import importlib
-  from jaxtransfer import study_plan
+  from jaxtransfer.study import planning
   if name not in MODELS:
     raise SystemExit(f"--models: unknown model {name!r} ({', '.join(MODELS)})")
   module, arg = MODELS[name]
   config = importlib.import_module(module).get_config(arg)
-  run = study_plan.arm_config(config, study_plan.plan_arms(config)[0], "")
+  run = planning.arm_config(config, planning.plan_arms(config)[0], "")
   run.num_seeds = 1
   run.batch_size = 32
   return run
@@ -81,7 +81,7 @@ def child(name: str, repeats: int, out: str) -> None:
   import jax.numpy as jnp
   import numpy as np
   from benchmarks import timing
-  from jaxtransfer import run_setup, steps
+  from jaxtransfer.engine import run_setup, steps
 
   config = model_config(name)
   batch = config.batch_size

@@ -10,7 +10,7 @@ run's workdir. Freezing regime: --config.freeze=none (default) | head | head+con
 """
 
 from configs import default
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 
 def get_config(arg=None):

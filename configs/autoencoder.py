@@ -8,7 +8,7 @@ Its workdir is what `--config.ae_checkpoint=` of configs/ae_init.py accepts.
 """
 
 from configs import default
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 
 def get_config(arg=None):

@@ -15,7 +15,7 @@ Run it (a randomly initialised AlexNet classifier, all layers trained):
 
 import ml_collections
 
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 
 def get_config(arg=None):
@@ -150,7 +150,7 @@ def get_config(arg=None):
   # Adversarial training: every training batch is replaced by its attack
   # on the current model, e.g. 'pgd:8/255:2/255:7' (Madry et al.) or
   # 'fgsm_rs:8/255:10/255' (Wong et al., "Fast is better than free");
-  # '' = off. Same syntax as eval.attacks (jaxtransfer/attacks.py).
+  # '' = off. Same syntax as eval.attacks (jaxtransfer/engine/attacks.py).
   config.adversarial = ""
 
   # Model: a name from the registry (jaxtransfer/models): 'alexnet' (the
@@ -213,7 +213,7 @@ def get_config(arg=None):
   config.cache_features = True
 
   # Optimisation (the seed: Adam, lr 1e-3, cross-entropy). optimizer: 'adam',
-  # 'adamw', 'sgd', 'rmsprop', 'adagrad' (jaxtransfer/optimizers.py); their
+  # 'adamw', 'sgd', 'rmsprop', 'adagrad' (jaxtransfer/engine/optimizers.py); their
   # eps/decay defaults follow `framework`: 'torch' (seeds 000-002) or
   # 'keras' (seed 004); optimizer_kwargs overrides any optax argument.
   config.optimizer = "adam"
@@ -259,7 +259,7 @@ def get_config(arg=None):
 
   # Evaluation (--mode=eval), settable when evaluating a finished run
   # without making it another run: L-inf attacks in pixel space, e.g.
-  # ('fgsm:8/255', 'pgd:8/255:2/255:10') (jaxtransfer/attacks.py).
+  # ('fgsm:8/255', 'pgd:8/255:2/255:10') (jaxtransfer/engine/attacks.py).
   config.eval = ml_collections.ConfigDict()
   config.eval.attacks = ()
   # Corruption robustness: ('all',), ('gaussian_noise:3', 'contrast'), ...
@@ -267,7 +267,7 @@ def get_config(arg=None):
   # TFDS cifar10_corrupted when prepared, else applied to the split here).
   config.eval.corruptions = ()
 
-  # Active learning (seed 003; jaxtransfer/active.py): strategy '' = off;
+  # Active learning (seed 003; jaxtransfer/features/active/active_learning.py): strategy '' = off;
   # 'margin', 'entropy', 'least_confidence' or 'random'. The run starts from
   # `initial` random training examples, then rounds of: train from the
   # initialisation, score the rest of the training split (the pool), add the
@@ -278,7 +278,7 @@ def get_config(arg=None):
   config.active.query_size = 50
   config.active.budget = 1000
 
-  # Staged runs (jaxtransfer/stages.py): an ordered tuple of dicts of field
+  # Staged runs (jaxtransfer/features/stages.py): an ordered tuple of dicts of field
   # overrides, one run per stage in <workdir>/stage_<k>_<name>/, each
   # starting from the previous stage's final weights, e.g.
   # ({'name': 'extract', 'freeze': 'head', 'num_epochs': 10},

@@ -17,7 +17,7 @@ Arguments: smoke, num_seeds=N (default 2).
 import ml_collections
 
 from configs import default
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 
 def get_config(arg=None):

@@ -12,7 +12,7 @@ expect. Freezing regime: --config.freeze=none (default) | head | head+conv5.
 """
 
 from configs import default
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 
 def get_config(arg=None):

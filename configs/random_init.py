@@ -9,7 +9,7 @@ Augmentation as the seed used it when a net generalised badly:
 """
 
 from configs import default
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 
 def get_config(arg=None):

@@ -1,7 +1,7 @@
 """Seed 001's transfer of torchvision's AlexNet "one then the other": feature
 extraction (the ImageNet body frozen, the classifier trained; the body's
 features are computed once), then fine-tuning of every layer at a lower
-learning rate, in one run (config.stages; jaxtransfer/stages.py).
+learning rate, in one run (config.stages; jaxtransfer/features/stages.py).
 
   jaxtransfer convert --arch=alexnet --with_classifier \
       --torch_checkpoint=alexnet-owt-7be5be79.pth --out=weights/alexnet_imagenet
@@ -20,7 +20,7 @@ scratch" at its start, e.g. 'head/fc8/.*'; '' = none).
 """
 
 from configs import default
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 
 def get_config(arg=None):

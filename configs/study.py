@@ -19,7 +19,7 @@ had difficulty generalizing"; turn augmentation on for every arm with
 import ml_collections
 
 from configs import default
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 
 def get_config(arg=None):

@@ -28,7 +28,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from jaxtransfer.errors import UserError
+from jaxtransfer.core.errors import UserError
 
 FLAGS = flags.FLAGS
 
@@ -99,7 +99,7 @@ def _verbose() -> bool:
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-  from jaxtransfer import configlib
+  from jaxtransfer.core import configlib
 
   path = configlib.config_path_in(argv)
   if path:
@@ -154,7 +154,7 @@ _received_signal: list[int] = []
 def _on_stop_signal(signum, frame) -> None:
   """First SIGTERM/SIGINT: checkpoint at the next step boundary and stop.
   A second Ctrl-C stops at once (the last checkpoint is still intact)."""
-  from jaxtransfer import training
+  from jaxtransfer.engine import training
   del frame
   if _received_signal and signum == signal.SIGINT:
     raise KeyboardInterrupt
@@ -184,7 +184,7 @@ def _quiet_unraisable(unraisable) -> None:
 
 
 def main(argv: list[str]) -> None:
-  from jaxtransfer import training
+  from jaxtransfer.engine import training
   logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
   threading.excepthook = _quiet_thread_failure
   sys.unraisablehook = _quiet_unraisable
@@ -207,7 +207,7 @@ def main(argv: list[str]) -> None:
 
 
 def _convert(positional: list[str]) -> None:
-  from jaxtransfer import conversion
+  from jaxtransfer.models import conversion
 
   if positional:
     raise UserError(f"convert takes flags only, got {positional}")
@@ -222,7 +222,7 @@ def _convert(positional: list[str]) -> None:
 
 
 def _report(positional: list[str]) -> None:
-  from jaxtransfer import report
+  from jaxtransfer.study import report
 
   if len(positional) != 1:
     raise UserError("usage: jaxtransfer report WORKDIR")
@@ -230,7 +230,7 @@ def _report(positional: list[str]) -> None:
 
 
 def _analyze(positional: list[str]) -> None:
-  from jaxtransfer import analysis
+  from jaxtransfer.features.analysis import analyze
 
   if len(positional) != 1:
     raise UserError("usage: jaxtransfer analyze WORKDIR [--corruptions=...] "
@@ -239,19 +239,20 @@ def _analyze(positional: list[str]) -> None:
     shots = tuple(int(k) for k in _SHOTS.value)
   except ValueError:
     raise UserError(f"--shots={','.join(_SHOTS.value)}: whole numbers") from None
-  options = analysis.Options(
+  options = analyze.Options(
       probe_examples=_PROBE_EXAMPLES.value, shots=shots, draws=_DRAWS.value,
       cka_examples=_CKA_EXAMPLES.value,
       corruptions=_CORRUPTIONS.value.replace("+", ","),
       corruption_examples=_CORRUPTION_EXAMPLES.value)
-  print(analysis.analyze(os.path.expanduser(positional[0]), options))
+  print(analyze.analyze(os.path.expanduser(positional[0]), options))
 
 
 SUBCOMMANDS = {"convert": _convert, "report": _report, "analyze": _analyze}
 
 
 def _dispatch(positional: list[str]) -> None:
-  from jaxtransfer import distributed, experiment
+  from jaxtransfer.core import distributed
+  from jaxtransfer.engine import experiment
 
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value)
@@ -271,9 +272,9 @@ def _dispatch(positional: list[str]) -> None:
     if config is None:
       raise UserError("--config is required for --mode=train "
                       "(e.g. --config=configs/ae_init.py)")
-    from jaxtransfer import study
-    if study.is_study(config):
-      study.run(config, workdir, fresh=_FRESH.value)
+    from jaxtransfer.study import runner
+    if runner.is_study(config):
+      runner.run(config, workdir, fresh=_FRESH.value)
     else:
       experiment.train(config, workdir, fresh=_FRESH.value)
   else:

@@ -1,4 +1,4 @@
-"""Active learning (jaxtransfer/active.py): the strategies' scores against
+"""Active learning (jaxtransfer/features/active/active_learning.py): the strategies' scores against
 numpy, the jitted pool query against a host-side computation, a chain on
 real CIFAR-10 (rounds.jsonl, nested labelled sets, resume, report) and the
 bad inputs."""
@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
-from jaxtransfer import active, active_report, configlib, data, steps, training
-from jaxtransfer.errors import UserError
+from jaxtransfer import data
+from jaxtransfer.core import configlib
+from jaxtransfer.engine import steps, training
+from jaxtransfer.features.active import active_learning, active_report
+from jaxtransfer.core.errors import UserError
 
 
 def _numpy_scores(probs: np.ndarray) -> dict[str, np.ndarray]:
@@ -30,13 +33,13 @@ def test_strategy_scores_match_numpy():
   rng = np.random.default_rng(0)
   probs = rng.dirichlet(np.ones(10) * 0.5, size=64).astype(np.float32)
   for name, expected in _numpy_scores(probs).items():
-    got = np.asarray(active.STRATEGIES[name](jnp.asarray(probs), None))
+    got = np.asarray(active_learning.STRATEGIES[name](jnp.asarray(probs), None))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
   # The margin's most uncertain example is the one whose top two are closest.
   ordered = np.sort(probs, axis=1)
-  assert np.argmax(np.asarray(active.STRATEGIES["margin"](probs, None))) == \
+  assert np.argmax(np.asarray(active_learning.STRATEGIES["margin"](probs, None))) == \
       np.argmin(ordered[:, -1] - ordered[:, -2])
-  random_scores = np.asarray(active.STRATEGIES["random"](
+  random_scores = np.asarray(active_learning.STRATEGIES["random"](
       jnp.asarray(probs), jax.random.key(1)))
   assert random_scores.shape == (64,) and len(set(random_scores)) == 64
 
@@ -61,7 +64,7 @@ def test_pool_query_is_the_host_side_top_k(strategy):
   batches = training.make_eval_set(pool, 32, setup).images  # 96: 26 padding
   labelled = np.zeros(70, bool)
   labelled[rng.choice(70, 20, replace=False)] = True
-  query = active.make_query(setup, strategy, 10, from_features=False)
+  query = active_learning.make_query(setup, strategy, 10, from_features=False)
   chosen, _ = query(variables, batches, jnp.asarray(labelled), jax.random.key(0))
   chosen = np.asarray(chosen)
 
@@ -92,9 +95,9 @@ def test_query_from_cached_features_equals_query_from_images():
       variables, batches)
   mask = jnp.zeros(64, bool)
   key = jax.random.key(0)
-  from_images = active.make_query(setup, "margin", 8, False)(
+  from_images = active_learning.make_query(setup, "margin", 8, False)(
       variables, batches, mask, key)[0]
-  from_features = active.make_query(setup, "margin", 8, True)(
+  from_features = active_learning.make_query(setup, "margin", 8, True)(
       variables, features, mask, key)[0]
   assert sorted(np.asarray(from_images).tolist()) == sorted(
       np.asarray(from_features).tolist())
@@ -103,9 +106,9 @@ def test_query_from_cached_features_equals_query_from_images():
 def test_round_sizes_reach_the_budget():
   config = tiny_config(**{"active.strategy": "margin", "active.initial": 750,
                           "active.query_size": 50, "active.budget": 1000})
-  assert active.round_sizes(config) == [750, 800, 850, 900, 950, 1000]
+  assert active_learning.round_sizes(config) == [750, 800, 850, 900, 950, 1000]
   config.active.budget = 990
-  assert active.round_sizes(config)[-2:] == [950, 990]
+  assert active_learning.round_sizes(config)[-2:] == [950, 990]
 
 
 def _al_config(workdir_strategy="margin", **overrides):
@@ -121,7 +124,7 @@ def _al_config(workdir_strategy="margin", **overrides):
 def test_chain_on_cifar10_writes_nested_rounds_and_resumes(tmp_path):
   workdir = str(tmp_path / "al")
   config = _al_config()
-  records = active.run(config, workdir)
+  records = active_learning.run(config, workdir)
   assert [(r["seed"], r["round"], r["labelled"]) for r in records] == [
       (s, k, n) for s in (0, 1) for k, n in enumerate((40, 60, 80))]
   for seed in (0, 1):
@@ -139,15 +142,15 @@ def test_chain_on_cifar10_writes_nested_rounds_and_resumes(tmp_path):
     assert metrics["train_examples"] == 60
   # Seeds start from different random sets; strategies would share them.
   assert records[0]["labelled_indices"] != records[3]["labelled_indices"]
-  assert records[0]["labelled_indices"] == active.initial_indices(
+  assert records[0]["labelled_indices"] == active_learning.initial_indices(
       config, 0, 300).tolist()
   # Kill after a round trained but before its query was recorded: the
   # resumed chain queries the same examples again.
-  path = os.path.join(workdir, active.ROUNDS_FILE)
+  path = os.path.join(workdir, active_learning.ROUNDS_FILE)
   lines = open(path).read().splitlines()
   with open(path, "w") as f:
     f.write("\n".join(lines[:-2]) + "\n")
-  resumed = active.run(config, workdir)
+  resumed = active_learning.run(config, workdir)
   assert [json.dumps(r, sort_keys=True) for r in resumed] == [
       json.dumps({**r, "train_seconds": s["train_seconds"],
                   "query_seconds": s["query_seconds"]}, sort_keys=True)
@@ -167,7 +170,7 @@ def test_bad_active_learning_input(tmp_path, overrides, message):
       _al_config(workdir_strategy=overrides.pop("active.strategy"), **overrides)
   with pytest.raises(UserError, match=message.replace("[", r"\[")):
     if message.startswith("active.query_size"):
-      active.validate(config, pool_size=300)
+      active_learning.validate(config, pool_size=300)
     else:
       configlib.validate(config)
 

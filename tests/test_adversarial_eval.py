@@ -6,7 +6,8 @@ not a different run."""
 import pytest
 
 from conftest import needs_cifar10, tiny_config
-from jaxtransfer import configlib, experiment, training, workdir as workdir_lib
+from jaxtransfer.core import configlib, workdir as workdir_lib
+from jaxtransfer.engine import experiment, training
 
 ATTACKS = ("fgsm:8/255", "pgd:8/255:2/255:10")
 

@@ -16,8 +16,11 @@ import optax
 import pytest
 
 from conftest import needs_cifar10, tiny_config
-from jaxtransfer import attacks, augment, configlib, data, freezing, steps, training
-from jaxtransfer.errors import UserError
+from jaxtransfer import data
+from jaxtransfer.core import configlib
+from jaxtransfer.data import augment
+from jaxtransfer.engine import attacks, freezing, steps, training
+from jaxtransfer.core.errors import UserError
 
 BATCH = 8
 LENET = dict(model="lenet", image_size=28)  # stored 32x32x3 -> 28x28x1

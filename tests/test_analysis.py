@@ -92,7 +92,8 @@ def test_bad_corruption_spec_is_one_line(tmp_path):
 
 @needs_cifar10
 def test_eval_reports_corruption_accuracy_as_json_and_a_table(analysed):
-  from jaxtransfer import configlib, experiment, workdir as workdir_lib
+  from jaxtransfer.core import configlib, workdir as workdir_lib
+  from jaxtransfer.engine import experiment
   arm = analysed / "random-none"
   config = experiment.config_from_workdir(str(arm))
   corrupted = experiment.config_from_workdir(str(arm))

@@ -13,9 +13,10 @@ import numpy as np
 import optax
 import pytest
 
-from jaxtransfer import attacks, data
-from jaxtransfer.attacks import Attack, parse_attack
-from jaxtransfer.errors import UserError
+from jaxtransfer import data
+from jaxtransfer.engine import attacks
+from jaxtransfer.engine.attacks import Attack, parse_attack
+from jaxtransfer.core.errors import UserError
 
 SHAPE = (4, 4, 3)  # tiny images
 DIM = int(np.prod(SHAPE))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxtransfer import augment
+from jaxtransfer.data import augment
 
 OPTIONS_ALL = augment.AugmentOptions(hflip=True, vflip=True, rotate=True)
 

@@ -201,7 +201,7 @@ def test_checkpoint_of_another_model_shape(workdir):
 
 @needs_cifar10
 def test_converted_weights_of_the_wrong_shapes(tmp_path):
-  from jaxtransfer import conversion
+  from jaxtransfer.models import conversion
   body = {f"conv{i}": {"kernel": np.zeros((3, 3, 3, 8), np.float32),
                        "bias": np.zeros(8, np.float32)} for i in range(1, 6)}
   conversion.write(str(tmp_path / "weights"), {"body": body}, {})
@@ -259,7 +259,7 @@ def test_workdir_not_writable(tmp_path):
 
 @needs_cifar10
 def test_disk_full_while_saving_keeps_the_last_checkpoint(workdir):
-  from jaxtransfer import checkpoints
+  from jaxtransfer.core import checkpoints
   good = checkpoints.RunCheckpoints(str(workdir), read_only=True).latest_step()
   metrics = (workdir / "metrics.jsonl").read_text()
   # `ulimit -f`: files past 8 MB fail with EFBIG, as on a full disk: the

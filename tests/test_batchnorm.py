@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, needs_cifar10, tiny_config
-from jaxtransfer import checkpoints, experiment, training
+from jaxtransfer.core import checkpoints
+from jaxtransfer.engine import experiment, training
 
 COMPARED = ("epoch", "step", "train_loss", "train_accuracy", "val_loss",
             "val_accuracy")

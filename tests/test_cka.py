@@ -11,8 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxtransfer import cka
-from jaxtransfer.errors import UserError
+from jaxtransfer.features.analysis import cka
+from jaxtransfer.core.errors import UserError
 
 # (n, p, q): both widths below n (the feature-space form), one above, both
 # above (the Gram form).

@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from conftest import run_cli, tiny_config
-from jaxtransfer import configlib
-from jaxtransfer.errors import UserError
+from jaxtransfer.core import configlib
+from jaxtransfer.core.errors import UserError
 
 CONFIGS = ["default", "random_init", "autoencoder", "ae_init", "imagenet_init"]
 

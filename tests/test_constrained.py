@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, tiny_config
-from jaxtransfer import data, study, tasks
-from jaxtransfer.errors import UserError
+from jaxtransfer import data
+from jaxtransfer.engine import tasks
+from jaxtransfer.study import runner
+from jaxtransfer.core.errors import UserError
 
 CONSTRAINED = {"bird": 0.5, "deer": 0.5, "truck": 0.5}
 
@@ -63,7 +65,7 @@ def test_constrained_study_reports_accuracy_per_class(tmp_path):
     config.study = {"arms": ({"name": "constrained"},
                              {"name": "undersample", "resample": "undersample"},
                              {"name": "oversample", "resample": "oversample"})}
-  study.run(config, str(tmp_path))
+  runner.run(config, str(tmp_path))
   finals = {}
   for name in ("constrained", "undersample", "oversample"):
     lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()

@@ -18,8 +18,11 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from conftest import needs_cifar10, run_cli  # noqa: E402
-from jaxtransfer import checkpoints, conversion, freezing, initialization, models  # noqa: E402
-from jaxtransfer.errors import UserError  # noqa: E402
+from jaxtransfer import models
+from jaxtransfer.core import checkpoints
+from jaxtransfer.engine import freezing, initialization
+from jaxtransfer.models import conversion  # noqa: E402
+from jaxtransfer.core.errors import UserError  # noqa: E402
 
 
 class TorchvisionLayoutAlexNet(nn.Module):

@@ -1,4 +1,4 @@
-"""config.corruption (jaxtransfer/corruptions.py): the Gaussian blur against
+"""config.corruption (jaxtransfer/data/corruptions.py): the Gaussian blur against
 torchvision's gaussian_blur (an independent implementation) away from the
 borders, and applied to every split that is read."""
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import import_torchvision, needs_cifar10, tiny_config
-from jaxtransfer import corruptions, data
-from jaxtransfer.errors import UserError
+from jaxtransfer import data
+from jaxtransfer.data import corruptions
+from jaxtransfer.core.errors import UserError
 
 
 def test_blur_matches_torchvision_inside_the_borders():

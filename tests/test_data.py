@@ -6,7 +6,7 @@ import pytest
 
 from conftest import needs_cifar10, tiny_config
 from jaxtransfer import data
-from jaxtransfer.errors import UserError
+from jaxtransfer.core.errors import UserError
 
 
 @needs_cifar10

@@ -20,8 +20,9 @@ from tensorflow_datasets.core.data_sources import base as data_sources_base
 from tensorflow_datasets.testing import mocking
 
 from conftest import tiny_config
-from jaxtransfer import data, dataset_spec
-from jaxtransfer.errors import UserError
+from jaxtransfer import data
+from jaxtransfer.data import dataset_spec
+from jaxtransfer.core.errors import UserError
 
 SPLITS = {
     "mnist": {"train": 200, "test": 30},

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from jaxtransfer import checkpoints, data, training
+from jaxtransfer import data
+from jaxtransfer.core import checkpoints
+from jaxtransfer.engine import training
 from test_datasets import fake_tfds, metadata_dir  # noqa: F401  (fixtures)
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, run_cli, tensorboard_scalars, tiny_config
-from jaxtransfer import checkpoints, experiment, initialization, workdir
-from jaxtransfer.errors import UserError
+from jaxtransfer.core import checkpoints, workdir
+from jaxtransfer.engine import experiment, initialization
+from jaxtransfer.core.errors import UserError
 
 REQUIRED_FIELDS = {"epoch", "train_loss", "train_accuracy", "val_loss",
                    "val_accuracy", "epoch_seconds", "compile_seconds"}
@@ -142,7 +143,8 @@ def test_fresh_archives_a_study_or_a_staged_run_whole(tmp_path, kind):
   the workdir: --fresh moves them to archive/ with the rest, or the new
   config would be refused by (or resume) the old arms."""
   import ml_collections
-  from jaxtransfer import stages, study
+  from jaxtransfer.features import stages
+  from jaxtransfer.study import runner
 
   def run(learning_rate, **kwargs):
     config = tiny_config(num_epochs=1, train_subset=64, val_subset=50,
@@ -153,7 +155,7 @@ def test_fresh_archives_a_study_or_a_staged_run_whole(tmp_path, kind):
       else:
         config.stages = ({"name": "extract", "freeze": "head", "num_epochs": 1},
                          {"name": "finetune", "freeze": "none", "num_epochs": 1})
-    (study.run if kind == "study" else stages.run)(config, str(tmp_path),
+    (runner.run if kind == "study" else stages.run)(config, str(tmp_path),
                                                    **kwargs)
 
   run(1e-3)

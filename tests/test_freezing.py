@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from jaxtransfer import freezing, training
-from jaxtransfer.errors import UserError
+from jaxtransfer.engine import freezing, training
+from jaxtransfer.core.errors import UserError
 
 BODY = [f"body/conv{i}" for i in range(1, 6)]
 HEAD = ["head/fc1", "head/fc2"]

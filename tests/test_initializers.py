@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from jaxtransfer import configlib, models
-from jaxtransfer.errors import UserError
+from jaxtransfer import models
+from jaxtransfer.core import configlib
+from jaxtransfer.core.errors import UserError
 from jaxtransfer.models import initializers
 
 KERAS_NAMES = [n for n in initializers.KERNEL_INITS if n != "torch"]

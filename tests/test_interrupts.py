@@ -13,7 +13,8 @@ import pytest
 
 from benchmarks import kill_resume
 from conftest import REPO_ROOT, needs_cifar10, run_cli, tiny_config
-from jaxtransfer import checkpoints, experiment, steps, training
+from jaxtransfer.core import checkpoints
+from jaxtransfer.engine import experiment, steps, training
 
 
 @pytest.fixture(scope="module")

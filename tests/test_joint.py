@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, tiny_config
-from jaxtransfer import configlib, models, tasks, training
-from jaxtransfer.errors import UserError
+from jaxtransfer import models
+from jaxtransfer.core import configlib
+from jaxtransfer.engine import tasks, training
+from jaxtransfer.core.errors import UserError
 
 
 def _joint(arch, image_size, **overrides):
@@ -147,11 +149,11 @@ def test_jigsaw_grid_must_divide_the_image():
 @needs_cifar10
 def test_blurred_study_report_has_the_seeds_pictures(tmp_path):
   from configs.joint import blurred
-  from jaxtransfer import study
+  from jaxtransfer.study import runner
   config = blurred.get_config("smoke")
   config.train_subset, config.val_subset, config.num_epochs = 640, 200, 1
   config.progress_bar = False
-  study.run(config, str(tmp_path))
+  runner.run(config, str(tmp_path))
   with np.load(tmp_path / "with_decoder" / "reconstructions.npz") as saved:
     # one validation image per class, in [0, 1], blurred like the data
     assert saved["inputs"].shape == (10, 32, 32, 3)

@@ -1,12 +1,12 @@
 """configs/joint/: seed 002's tables as studies; every arm's config is built
-and validated (study_plan.plan_study) and carries its row's settings."""
+and validated (planning.plan_study) and carries its row's settings."""
 
 import pytest
 
 from configs.joint import (blurred, common, constrained, optimizers, v1, v2, v3,
                            v4)
-from jaxtransfer import study_plan
-from jaxtransfer.errors import UserError
+from jaxtransfer.study import planning
+from jaxtransfer.core.errors import UserError
 from jaxtransfer.models import notation
 
 
@@ -14,7 +14,7 @@ from jaxtransfer.models import notation
                                           (blurred, 2), (constrained, 5)])
 def test_every_row_is_a_valid_arm(module, arms):
   config = module.get_config("smoke")
-  plan, runs, _ = study_plan.plan_study(config, "/nonexistent/never/written")
+  plan, runs, _ = planning.plan_study(config, "/nonexistent/never/written")
   assert len(runs) == arms
   assert plan["columns"] == list(common.COLUMNS)
   for entry, run in runs:
@@ -28,7 +28,7 @@ def test_every_row_is_a_valid_arm(module, arms):
 
 
 def test_v4_arms_are_the_seeds_rows():
-  runs = {entry["name"]: run for entry, run in study_plan.plan_study(
+  runs = {entry["name"]: run for entry, run in planning.plan_study(
       v4.get_config(""), "/nonexistent")[1]}
   assert runs["dropout_l2"].kernel_l2 == runs["dropout_l2"].bias_l2 == 0.001
   assert runs["dropout"].kernel_l2 == 0.0
@@ -40,7 +40,7 @@ def test_v4_arms_are_the_seeds_rows():
   assert runs["no_decoder"].task == "classifier"
   assert runs["stride2"].arch == "v4_stride2"
   assert runs["no_dropout"].arch == "v4_no_dropout"
-  from jaxtransfer import stages
+  from jaxtransfer.features import stages
   (_, first), (_, second) = stages.stage_configs(runs["separate"], "/w")
   assert (first.joint.alpha, first.joint.beta) == (0.0, 1.0)
   assert (second.joint.alpha, second.joint.beta) == (1.0, 0.0)
@@ -55,7 +55,7 @@ def test_v4_arms_are_the_seeds_rows():
 
 
 def test_blurred_pair():
-  runs = [run for _, run in study_plan.plan_study(
+  runs = [run for _, run in planning.plan_study(
       blurred.get_config("sigma=1.5"), "/nonexistent")[1]]
   assert [r.task for r in runs] == ["joint", "classifier"]
   assert runs[0].joint.beta == 1.0
@@ -63,7 +63,7 @@ def test_blurred_pair():
 
 
 def test_constrained_arms():
-  runs = {entry["name"]: run for entry, run in study_plan.plan_study(
+  runs = {entry["name"]: run for entry, run in planning.plan_study(
       constrained.get_config(""), "/nonexistent")[1]}
   assert [r.resample for r in runs.values()] == ["", "undersample",
                                                  "oversample", "", ""]
@@ -74,7 +74,7 @@ def test_constrained_arms():
 
 
 def test_optimizer_grid():
-  runs = [run for _, run in study_plan.plan_study(
+  runs = [run for _, run in planning.plan_study(
       optimizers.get_config("lrs=0.1+0.001"), "/nonexistent")[1]]
   assert [(r.optimizer, r.learning_rate) for r in runs] == [
       ("sgd", 0.1), ("sgd", 0.001), ("adam", 0.1), ("adam", 0.001),

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
-from jaxtransfer import checkpoints, configlib, kfold, training
-from jaxtransfer import workdir as workdir_lib
-from jaxtransfer.errors import UserError
+from jaxtransfer.core import checkpoints, configlib
+from jaxtransfer.data import kfold
+from jaxtransfer.engine import training
+from jaxtransfer.core import workdir as workdir_lib
+from jaxtransfer.core.errors import UserError
 
 TIMINGS = {"epoch_seconds", "eval_seconds", "compile_seconds",
            "train_images_per_second", "host_peak_rss_mb", "device_peak_mb",
@@ -70,7 +72,7 @@ def test_side_by_side_fold_k_is_fold_k_alone(tmp_path):
   assert len({r["val_loss"] for r in last}) == 3
   # --mode=eval evaluates each model on its own fold (and all on the test
   # split), reproducing the logged numbers.
-  from jaxtransfer import experiment
+  from jaxtransfer.engine import experiment
   evaluated = experiment.evaluate(config, str(tmp_path / "all"))
   for result, record in zip(evaluated, last):
     assert result["val_loss"] == pytest.approx(record["val_loss"], rel=1e-6)

@@ -13,9 +13,11 @@ import pytest
 
 from benchmarks import kill_resume
 from conftest import needs_cifar10, run_cli, tiny_config
-from jaxtransfer import (checkpoints, configlib, data, experiment, study,
-                         training, workdir as workdir_lib)
-from jaxtransfer.errors import UserError
+from jaxtransfer import data
+from jaxtransfer.core import checkpoints, configlib, workdir as workdir_lib
+from jaxtransfer.engine import experiment, training
+from jaxtransfer.study import runner
+from jaxtransfer.core.errors import UserError
 
 BN_ARGS = ("--config=configs/default.py:smoke", "--config.model=alexnet_bn",
            "--config.image_size=32", "--config.optimizer=sgd",
@@ -96,26 +98,26 @@ def test_grid_arms_names_and_bad_fields():
   with config.unlocked():
     config.study = ml_collections.ConfigDict()
     config.study.grid = {"learning_rate": (0.1, 0.01), "augment": {"hflip": (False, True)}}
-  arms = study.plan_arms(config)
+  arms = runner.plan_arms(config)
   assert [a.name for a in arms] == [
       "hflip=False-learning_rate=0.1", "hflip=False-learning_rate=0.01",
       "hflip=True-learning_rate=0.1", "hflip=True-learning_rate=0.01"]
-  run = study.arm_config(config, arms[2], "/tmp/unused")
+  run = runner.arm_config(config, arms[2], "/tmp/unused")
   assert run.augment.hflip is True and run.learning_rate == 0.1
   assert "study" not in run
   with config.unlocked():
     config.study = ml_collections.ConfigDict(
         {"grid": (("lerning_rate", (0.1,)),)})
   with pytest.raises(UserError, match="did you mean 'learning_rate'"):
-    study.arm_config(config, study.plan_arms(config)[0], "/tmp/unused")
+    runner.arm_config(config, runner.plan_arms(config)[0], "/tmp/unused")
   # Explicit named arms (seed 001's cases are not a grid).
   with config.unlocked():
     config.study = ml_collections.ConfigDict({"arms": (
         {"name": "case1", "freeze": "none"},
         {"name": "case4", "freeze": "head", "learning_rate": 2.5e-4})})
-  arms = study.plan_arms(config)
+  arms = runner.plan_arms(config)
   assert [a.name for a in arms] == ["case1", "case4"]
-  assert study.arm_config(config, arms[1], "/tmp/unused").learning_rate == 2.5e-4
+  assert runner.arm_config(config, arms[1], "/tmp/unused").learning_rate == 2.5e-4
 
 
 @needs_cifar10
@@ -167,7 +169,7 @@ def test_a_run_from_before_the_new_fields_is_the_same_run():
 
 
 def test_report_scale_line_names_the_selected_classes_and_swept_fields():
-  from jaxtransfer import report
+  from jaxtransfer.study import report
   line = report._scale_line(
       {"dataset": "cifar10", "classes": ["cat", "dog"],
        "class_fraction": {"cat": 0.5}, "validation": "test", "image_size": 32,

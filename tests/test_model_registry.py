@@ -9,8 +9,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxtransfer import freezing, models
-from jaxtransfer.errors import UserError
+from jaxtransfer import models
+from jaxtransfer.engine import freezing
+from jaxtransfer.core.errors import UserError
 
 # Each model at its natural input size: (image_size, channels).
 NATURAL = {

@@ -7,8 +7,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxtransfer import freezing, models
-from jaxtransfer.errors import UserError
+from jaxtransfer import models
+from jaxtransfer.engine import freezing
+from jaxtransfer.core.errors import UserError
 
 TORCHVISION_BODY_KERNELS = {  # torchvision OIHW shapes, as HWIO
     "conv1": (11, 11, 3, 64),

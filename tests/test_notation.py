@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
-from jaxtransfer import configlib, models, training
-from jaxtransfer.errors import UserError
+from jaxtransfer import models
+from jaxtransfer.core import configlib
+from jaxtransfer.engine import training
+from jaxtransfer.core.errors import UserError
 from jaxtransfer.models import notation
 
 

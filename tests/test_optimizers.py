@@ -10,8 +10,8 @@ import optax
 import pytest
 
 from configs import default
-from jaxtransfer import freezing, optimizers
-from jaxtransfer.errors import UserError
+from jaxtransfer.engine import freezing, optimizers
+from jaxtransfer.core.errors import UserError
 
 LR = 0.01
 P0 = np.array([0.5, -1.0, 2.0, -0.25, 0.75], np.float32)

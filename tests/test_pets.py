@@ -16,7 +16,8 @@ import numpy as np
 
 from conftest import run_cli
 from configs.pets import cases, study as pets_study
-from jaxtransfer import study, workdir as workdir_lib
+from jaxtransfer.core import workdir as workdir_lib
+from jaxtransfer.study import runner
 from test_datasets import fake_tfds, metadata_dir  # noqa: F401  (fixtures)
 
 
@@ -29,7 +30,7 @@ def test_the_eight_cases_run_as_one_study_with_the_seeds_table(fake_tfds,
   config = pets_study.get_config("smoke,init=random,num_seeds=2,model=alexnet")
   config.progress_bar = False
   workdir = tmp_path / "pets"
-  study.run(config, str(workdir))
+  runner.run(config, str(workdir))
 
   plan = json.loads((workdir / "study.json").read_text())
   assert [a["name"] for a in plan["arms"]] == [f"case{i}" for i in range(1, 9)]
@@ -113,7 +114,7 @@ def test_pets_study_without_converted_weights_exits_2(tmp_path):
 
 def test_bad_source_run_names_the_field():
   from configs.pets import cifar_transfer
-  from jaxtransfer.errors import UserError
+  from jaxtransfer.core.errors import UserError
   import pytest
   config = cifar_transfer.get_config("smoke")
   with config.unlocked():
@@ -121,8 +122,8 @@ def test_bad_source_run_names_the_field():
   with pytest.raises(UserError, match="config.study.source: field "
                      "'lerning_rate' is not a config field .did you mean "
                      "'learning_rate'"):
-    study.run(config, "/nonexistent/never/written")
+    runner.run(config, "/nonexistent/never/written")
   config = cifar_transfer.get_config("smoke")
   config.study.source.num_epochs = 0
   with pytest.raises(UserError, match=r"config.study.source: config.num_epochs"):
-    study.run(config, "/nonexistent/never/written")
+    runner.run(config, "/nonexistent/never/written")

@@ -8,7 +8,8 @@ import json
 import numpy as np
 
 from configs.pets import cifar_transfer
-from jaxtransfer import checkpoints, study, workdir as workdir_lib
+from jaxtransfer.core import checkpoints, workdir as workdir_lib
+from jaxtransfer.study import runner
 
 
 def _params(run_dir):
@@ -24,7 +25,7 @@ def test_cifar_transfer_smoke_starts_every_case_from_the_source(tmp_path):
   config = cifar_transfer.get_config("smoke")
   config.progress_bar = False
   workdir = tmp_path / "pets_cifar"
-  study.run(config, str(workdir))
+  runner.run(config, str(workdir))
 
   source = workdir / "source"
   source_records = workdir_lib.read_metrics(str(source))

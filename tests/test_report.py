@@ -5,7 +5,7 @@ the attack accuracies read from each arm's eval.json."""
 import json
 import os
 
-from jaxtransfer import report
+from jaxtransfer.study import report
 
 
 def _arm(workdir, name, seeds, feature_length, feature_seconds, attacks):

@@ -1,4 +1,4 @@
-"""CIFAR-10-C corruptions (jaxtransfer/robustness.py) against independent
+"""CIFAR-10-C corruptions (jaxtransfer/data/robustness.py) against independent
 computations written out here: numpy formulas, colorsys, scipy with every
 option spelled out, a brute-force reflect-101 correlation, PIL calls, noise
 statistics, and scikit-image itself where it is installed (the test extra).
@@ -13,8 +13,8 @@ import io
 import numpy as np
 import pytest
 
-from jaxtransfer import robustness
-from jaxtransfer.errors import UserError
+from jaxtransfer.data import robustness
+from jaxtransfer.core.errors import UserError
 
 # make_cifar_c.py (hendrycks/robustness), severities 1-5.
 SCRIPT = {

@@ -1,4 +1,4 @@
-"""Seed 001's six views per image and RandomResizedCrop (jaxtransfer/views.py),
+"""Seed 001's six views per image and RandomResizedCrop (jaxtransfer/data/views.py),
 against torchvision.transforms.functional, and their place in training."""
 
 import dataclasses
@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import import_torchvision, needs_cifar10, tiny_config
-from jaxtransfer import augment, configlib, steps, views, workdir as workdir_lib
-from jaxtransfer.errors import UserError
+from jaxtransfer.core import configlib, workdir as workdir_lib
+from jaxtransfer.data import augment, views
+from jaxtransfer.engine import steps
+from jaxtransfer.core.errors import UserError
 
 SIX = augment.AugmentOptions(six_views=True)
 # Against torchvision (measured, 32-50 px): crop + resize <= 1.8e-6 (both
@@ -213,7 +215,7 @@ def test_old_configs_mean_no_views_and_the_same_run():
 
 @needs_cifar10
 def test_training_on_six_views_runs_an_epoch_of_6n(tmp_path):
-  from jaxtransfer import training
+  from jaxtransfer.engine import training
   config = tiny_config(**{"augment.six_views": True,
                           "augment.random_resized_crop": True},
                        train_subset=40, num_epochs=1, freeze="head")
@@ -227,6 +229,6 @@ def test_training_on_six_views_runs_an_epoch_of_6n(tmp_path):
           // config.batch_size) == record["step"]
   assert math.isfinite(record["train_loss"]) and record["train_loss"] > 0
   assert 0.0 <= record["val_accuracy"] <= 1.0
-  from jaxtransfer import experiment
+  from jaxtransfer.engine import experiment
   result = experiment.evaluate(config, str(tmp_path / "run"))[0]
   assert result["val_accuracy"] == record["val_accuracy"]

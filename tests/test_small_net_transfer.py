@@ -7,8 +7,10 @@ import json
 import numpy as np
 
 from configs.sweeps import small_net_transfer
-from jaxtransfer import checkpoints, freezing, initialization, study
-from jaxtransfer import workdir as workdir_lib
+from jaxtransfer.core import checkpoints
+from jaxtransfer.engine import freezing, initialization
+from jaxtransfer.study import runner
+from jaxtransfer.core import workdir as workdir_lib
 from jaxtransfer.models import lenet
 from test_datasets import fake_tfds, metadata_dir  # noqa: F401  (fixtures)
 
@@ -24,7 +26,7 @@ def test_both_ways_run_and_load_what_the_seed_transfers(fake_tfds, tmp_path):
     source["train_subset"], source["val_subset"] = 0, 0
   config.progress_bar = False
   workdir = tmp_path / "lenet"
-  study.run(config, str(workdir))
+  runner.run(config, str(workdir))
   plan = json.loads((workdir / "study.json").read_text())
   assert plan["sources"] == ["source_mnist28", "source_mnist96"]
   assert [a["status"] for a in plan["arms"]] == ["done"] * 4

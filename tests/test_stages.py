@@ -1,4 +1,4 @@
-"""Staged runs (jaxtransfer/stages.py, config.stages) and config.reinit: the
+"""Staged runs (jaxtransfer/features/stages.py, config.stages) and config.reinit: the
 merge keeps re-initialised parameters fresh, a two-stage run on real
 CIFAR-10 (continuous metrics, the feature cache per stage, stage 1 starting
 from stage 0's weights), kill/resume at a stage boundary and mid-stage
@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
-from jaxtransfer import (checkpoints, configlib, experiment, freezing,
-                         initialization, run_setup, stages, training)
-from jaxtransfer.errors import UserError
+from jaxtransfer.core import checkpoints, configlib
+from jaxtransfer.engine import (experiment, freezing, initialization, run_setup,
+                                training)
+from jaxtransfer.features import stages
+from jaxtransfer.core.errors import UserError
 
 TIMING = ("epoch_seconds", "eval_seconds", "compile_seconds", "feature_seconds",
           "train_images_per_second", "host_peak_rss_mb", "device_peak_mb")
@@ -124,7 +126,7 @@ def reference(tmp_path_factory):
 @needs_cifar10
 def test_two_stages_one_curve_and_cache_per_stage(reference):
   workdir, history = reference
-  from jaxtransfer import workdir as workdir_lib
+  from jaxtransfer.core import workdir as workdir_lib
   assert workdir_lib.read_metrics(str(workdir)) == history
   assert [r["epoch"] for r in history] == [1, 2, 3]
   assert [r["stage"] for r in history] == [0, 1, 1]

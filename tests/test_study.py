@@ -15,7 +15,8 @@ import pytest
 
 from conftest import (REPO_ROOT, needs_cifar10, run_cli, tensorboard_scalars,
                       tiny_config)
-from jaxtransfer import report, training
+from jaxtransfer.engine import training
+from jaxtransfer.study import report
 
 COMPARED = ("epoch", "step", "train_loss", "train_accuracy", "val_loss",
             "val_accuracy")

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, tiny_config
-from jaxtransfer import checkpoints, configlib, steps, sweeps, training
-from jaxtransfer.errors import UserError
+from jaxtransfer.core import checkpoints, configlib
+from jaxtransfer.engine import steps, sweeps, training
+from jaxtransfer.core.errors import UserError
 
 # Fields of a record that are timings, not results.
 TIMINGS = {"epoch_seconds", "eval_seconds", "compile_seconds",
@@ -163,11 +164,13 @@ def _study(vectorize):
 
 @needs_cifar10
 def test_vectorised_study_writes_each_arm_as_if_run_alone(tmp_path):
-  from jaxtransfer import experiment, study, workdir as workdir_lib
-  plan = study.run(_study(True), str(tmp_path / "one"))
+  from jaxtransfer.core import workdir as workdir_lib
+  from jaxtransfer.engine import experiment
+  from jaxtransfer.study import runner
+  plan = runner.run(_study(True), str(tmp_path / "one"))
   assert [a.get("vectorized_in") for a in plan["arms"]] == [
       "sweep_0", "sweep_0", None]
-  study.run(_study(False), str(tmp_path / "apart"))
+  runner.run(_study(False), str(tmp_path / "apart"))
   for arm in ("he", "glorot_fast", "sgd"):
     ours = _strip(workdir_lib.read_metrics(tmp_path / "one" / arm))
     theirs = _strip(workdir_lib.read_metrics(tmp_path / "apart" / arm))
@@ -182,7 +185,7 @@ def test_vectorised_study_writes_each_arm_as_if_run_alone(tmp_path):
   last = workdir_lib.read_metrics(tmp_path / "one" / "he")[-1]
   assert evaluated[0]["val_loss"] == pytest.approx(last["val_loss"], rel=1e-6)
   stamp = (tmp_path / "one" / "sweep_0" / "metrics.jsonl").stat().st_mtime_ns
-  study.run(_study(True), str(tmp_path / "one"))
+  runner.run(_study(True), str(tmp_path / "one"))
   assert (tmp_path / "one" / "sweep_0" / "metrics.jsonl"
           ).stat().st_mtime_ns == stamp
   report = (tmp_path / "one" / "report.md").read_text()

@@ -20,9 +20,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import import_torchvision, run_cli, tiny_config  # noqa: E402
-from jaxtransfer import (configlib, conversion, freezing, initialization,  # noqa: E402
-                         models, training)
-from jaxtransfer.errors import UserError  # noqa: E402
+from jaxtransfer import models
+from jaxtransfer.core import configlib
+from jaxtransfer.engine import freezing, initialization, training
+from jaxtransfer.models import conversion
+from jaxtransfer.core.errors import UserError  # noqa: E402
 
 try:
   torchvision = import_torchvision()

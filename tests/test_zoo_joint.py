@@ -11,8 +11,11 @@ import pytest
 from conftest import needs_cifar10, run_cli
 from configs import default
 from configs.joint import zoo
-from jaxtransfer import checkpoints, configlib, freezing, models, study_plan
-from jaxtransfer.errors import UserError
+from jaxtransfer import models
+from jaxtransfer.core import checkpoints, configlib
+from jaxtransfer.engine import freezing
+from jaxtransfer.study import planning
+from jaxtransfer.core.errors import UserError
 from jaxtransfer.models import zoo_joint
 
 
@@ -107,7 +110,7 @@ def test_study_arms_are_the_seeds_rows(tmp_path):
   weights = tmp_path / "w"
   (weights / "params").mkdir(parents=True)
   config = zoo.get_config(f"model=resnet50,weights={weights}")
-  plan, runs, _ = study_plan.plan_study(config, "/nonexistent/never/written")
+  plan, runs, _ = planning.plan_study(config, "/nonexistent/never/written")
   runs = {entry["name"]: (entry, run) for entry, run in runs}
   assert list(runs) == ["beta1", "beta0", "separate", "no_decoder"]
   for name, (entry, run) in runs.items():
@@ -123,7 +126,7 @@ def test_study_arms_are_the_seeds_rows(tmp_path):
     zoo.get_config("model=alexnet")
   # Without weights nothing can run; the error names this model's convert.
   with pytest.raises(UserError, match="convert --arch=resnet50 "):
-    study_plan.plan_study(zoo.get_config("model=resnet50"), "/nonexistent")
+    planning.plan_study(zoo.get_config("model=resnet50"), "/nonexistent")
 
 
 @needs_cifar10

@@ -19,7 +19,7 @@ Every config in configs/joint/ takes the arguments smoke, num_seeds=N
 import ml_collections
 
 from configs import default
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 from jaxtransfer.models import notation
 
 # The seed's columns (report_columns.py; the notes hold the strings).
@@ -79,7 +79,7 @@ def as_study(config, arms, only: str = "") -> ml_collections.ConfigDict:
     names = [arm["name"] for arm in arms]
     unknown = [n for n in only.split("+") if n not in names]
     if unknown:
-      from jaxtransfer.errors import UserError
+      from jaxtransfer.core.errors import UserError
       raise UserError(f"config argument arms: {unknown[0]!r} is not one of "
                       f"{', '.join(names)}")
     arms = [arm for arm in arms if arm["name"] in only.split("+")]

@@ -48,7 +48,7 @@ def get_config(arg=None):
   arms = []
   for name in arg.arms.split("+"):
     if name not in ARMS:
-      from jaxtransfer.errors import UserError
+      from jaxtransfer.core.errors import UserError
       raise UserError(f"config argument arms: {name!r} is not one of "
                       f"{', '.join(ARMS)}")
     arch, accuracy, overrides = ARMS[name]

@@ -35,7 +35,7 @@ Arguments:
 """
 
 from configs.joint import common
-from jaxtransfer.errors import UserError
+from jaxtransfer.core.errors import UserError
 
 SEED = {"vgg16": {"beta1": 93.58, "beta0": 93.49, "separate": 93.99,
                   "no_decoder": 93.61},

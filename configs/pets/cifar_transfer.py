@@ -35,7 +35,7 @@ import ml_collections
 
 from configs import default
 from configs.pets import cases
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 SOURCE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
 TARGET_CLASSES = ("dog", "frog", "horse", "ship", "truck")

@@ -29,7 +29,7 @@ import ml_collections
 
 from configs import default
 from configs.pets import cases
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 
 def get_config(arg=None):

@@ -21,13 +21,14 @@ margin and random, 2 seeds, 500 validation images, 64 px.
 import ml_collections
 
 from configs.smalldata import baseline
-from jaxtransfer import active, configlib
+from jaxtransfer.core import configlib
+from jaxtransfer.features.active import active_learning
 
 
 def get_config(arg=None):
   arg = configlib.parse_arg(arg, smoke=False, model="alexnet_torchvision",
                             weights="", image_size=224, num_seeds=3,
-                            strategies="+".join(active.STRATEGIES))
+                            strategies="+".join(active_learning.STRATEGIES))
   config = baseline.seed003_config(arg)
   config.num_seeds = arg.num_seeds
   config.num_epochs = 30  # a linear head on cached features: cheap
@@ -39,7 +40,7 @@ def get_config(arg=None):
     config.active.initial, config.active.budget = 100, 200
     config.num_epochs = 5
     config.num_seeds = min(arg.num_seeds, 2)
-    if arg.strategies == "+".join(active.STRATEGIES):
+    if arg.strategies == "+".join(active_learning.STRATEGIES):
       strategies = ("margin", "random")
   config.active.strategy = strategies[0]
   with config.unlocked():

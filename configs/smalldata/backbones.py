@@ -25,7 +25,7 @@ Arguments:
 import ml_collections
 
 from configs.smalldata import baseline
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 MODELS = ("vgg16", "vgg13_bn", "alexnet_torchvision", "densenet121", "vgg19",
           "vgg19_bn", "resnet50")

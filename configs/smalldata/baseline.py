@@ -20,7 +20,7 @@ The other seed-003 configs (backbones, active_learning, robust) start from
 """
 
 from configs import default
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 EVAL_ATTACKS = ("fgsm:8/255", "pgd:8/255:2/255:10")
 

@@ -23,7 +23,7 @@ smoke, num_seeds), plus adversarial=ATTACK to change the pgd arm's attack
 import ml_collections
 
 from configs.smalldata import baseline
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 
 def get_config(arg=None):

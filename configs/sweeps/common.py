@@ -12,7 +12,7 @@ layer, but 'ones'/'zeros' kernels see 255x smaller inputs.
 import ml_collections
 
 from configs import default
-from jaxtransfer import configlib
+from jaxtransfer.core import configlib
 
 
 def seed004_config(arg_string, **arguments):

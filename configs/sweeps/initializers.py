@@ -37,7 +37,7 @@ def get_config(arg=None):
   arms = []
   for name in arg.inits.split("+"):
     if name not in SEED_ACCURACY:
-      from jaxtransfer.errors import UserError
+      from jaxtransfer.core.errors import UserError
       raise UserError(f"config argument inits: {name!r} is not one of "
                       f"{', '.join(SEED_ACCURACY)}")
     arms.append({"name": name, "kernel_init": name, "bias_init": name,

@@ -27,7 +27,7 @@ Arguments: smoke (600 images, 3 folds, 2 epochs, three arms), folds=K
 import ml_collections
 
 from configs import default
-from jaxtransfer.errors import UserError
+from jaxtransfer.core.errors import UserError
 
 HEADS = {"linear": "L'(10)", "hidden64": "L(64)>L'(10)",
          "hidden512": "L(512)>L'(10)", "deep512": "L(512)>L(512)>L'(10)",
@@ -35,7 +35,7 @@ HEADS = {"linear": "L'(10)", "hidden64": "L(64)>L'(10)",
 
 
 def get_config(arg=None):
-  from jaxtransfer import configlib
+  from jaxtransfer.core import configlib
   arg = configlib.parse_arg(arg, smoke=False, folds=5, train_subset=5000,
                             num_epochs=10, arms="+".join(HEADS))
   config = default.get_config()

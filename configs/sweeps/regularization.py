@@ -36,7 +36,7 @@ def get_config(arg=None):
   arms = []
   for name in arg.arms.split("+"):
     if name not in ARMS:
-      from jaxtransfer.errors import UserError
+      from jaxtransfer.core.errors import UserError
       raise UserError(f"config argument arms: {name!r} is not one of "
                       f"{', '.join(ARMS)}")
     arms.append({"name": name, **ARMS[name]})

@@ -38,8 +38,8 @@ source_epochs=10, epochs=20.
 import ml_collections
 
 from configs import default
-from jaxtransfer import configlib
-from jaxtransfer.errors import UserError
+from jaxtransfer.core import configlib
+from jaxtransfer.core.errors import UserError
 
 SOURCE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
 TARGET_CLASSES = ("dog", "frog", "horse", "ship", "truck")

@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 from configs.sweeps import initializers, regularization  # noqa: E402
-from jaxtransfer import workdir  # noqa: E402
+from jaxtransfer.core import workdir  # noqa: E402
 
 # study -> (directory under docs/, its arms in table order); run.sh maps
 # the same names to their configs

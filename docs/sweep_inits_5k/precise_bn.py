@@ -23,8 +23,9 @@ import numpy as np  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 from absl import logging  # noqa: E402
 
-from jaxtransfer import (checkpoints, data, experiment, models,  # noqa: E402
-                         workdir)
+from jaxtransfer import data, models
+from jaxtransfer.core import checkpoints, workdir
+from jaxtransfer.engine import experiment
 
 STATS_IMAGES = 2000
 

@@ -45,7 +45,7 @@ from typing import Any, Iterable
 import flax.linen as nn
 import jax
 
-from jaxtransfer.errors import UserError
+from jaxtransfer.core.errors import UserError
 from jaxtransfer.models import (alexnet, alexnet_bn, densenet, lenet, notation,
                                 resnet, vgg, zoo_joint)
 from jaxtransfer.models.alexnet import (ALEXNET_FEATURES, BODY_CHANNELS,

@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxtransfer.errors import UserError
+from jaxtransfer.core.errors import UserError
 from jaxtransfer.models.common import (probe_point, BodyHead, LinearHead,
                                        MLPHead, ModelSpec, _conv_out,
                                        adaptive_avg_pool,

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxtransfer.errors import UserError
+from jaxtransfer.core.errors import UserError
 from jaxtransfer.models.initializers import layer_inits
 
 # Freezing rules as freezing.py takes them: ordered (regex, trainable) pairs.

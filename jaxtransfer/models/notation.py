@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtransfer.errors import UserError
+from jaxtransfer.core.errors import UserError
 from jaxtransfer.models.common import (probe_point, BodyHead, ModelSpec,
                                        check_frozen_norms)
 from jaxtransfer.models.initializers import (init_spec, layer_inits)

@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxtransfer.errors import UserError
+from jaxtransfer.core.errors import UserError
 from jaxtransfer.models import notation, resnet, vgg
 from jaxtransfer.models.common import (bn_momentum, dropout_rate, head_choice,
                                        linear_head_dropout)

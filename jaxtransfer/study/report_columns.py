@@ -1,0 +1,173 @@
+"""A study's table in its own terms: `config.study.columns`.
+
+Seed 001's table has a row per case and the columns train_acc, val_acc, lr,
+epoch, train_loss, val_loss, Normalization, Synthetic Data, Transfer Learning
+Technique. A study names its columns; each is, in this order of lookup:
+
+  a metric      train_accuracy, val_accuracy (in %), train_loss, val_loss:
+                the final epoch's value, mean ± std over seeds (a staged
+                arm's final epoch is its last stage's)
+  lr            the learning rate(s): a piecewise schedule's values, else
+                learning_rate (and the schedule's name)
+  epochs        a piecewise schedule's epochs per value ("7, 7, 7, 4", as the
+                seed writes them), else num_epochs
+  synthetic_data  "yes" when seed 001's six views are on
+  a note        the arm's `notes` entry of that name (study.arms[i]['notes'])
+  a field       any config field, dotted ('normalization', 'augment.hflip')
+
+Config-derived columns describe the arm's last stage (seed 001 gives cases 7
+and 8 the fine-tuning stage's lr and epochs; their technique note says what
+came before).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from jaxtransfer.core import workdir as workdir_lib
+
+METRICS = {"train_accuracy": 100.0, "val_accuracy": 100.0,
+           "train_loss": 1.0, "val_loss": 1.0}
+
+
+def last_stage_config(arm_dir: str) -> dict[str, Any] | None:
+  """The config of a staged arm's last stage that has one, else the arm's."""
+  def stage_index(path):
+    match = re.search(r"stage_(\d+)_", os.path.basename(os.path.dirname(path)))
+    return int(match.group(1)) if match else -1
+  stages = sorted(glob.glob(os.path.join(arm_dir, "stage_*", "config.json")),
+                  key=stage_index)
+  return workdir_lib.read_config(os.path.dirname(stages[-1]) if stages
+                                 else arm_dir)
+
+
+def arm_values(arm_dir: str, values: dict[str, Any]) -> dict[str, Any]:
+  """A study arm's swept values (study.json) as the report shows them: a
+  staged arm's are those of its last stage run so far, and its `stages`
+  the stages' names in order."""
+  stages = values.get("stages")
+  if not stages:
+    return values
+  from jaxtransfer.features.stages import stage_name
+  last = last_stage_config(arm_dir) or {}
+  out = {}
+  for field, value in values.items():
+    found = dotted(last, field)
+    out[field] = value if found is None else found
+  out["stages"] = " -> ".join(stage_name(k, s) for k, s in enumerate(stages))
+  return out
+
+
+def dotted(config: dict, field: str):
+  node = config
+  for part in field.split("."):
+    if not isinstance(node, dict) or part not in node:
+      return None
+    node = node[part]
+  return node
+
+
+def _number(value) -> str:
+  return f"{value:g}"
+
+
+def _schedule_epochs(config: dict) -> list[int]:
+  edges = [0, *config.get("lr_boundaries", ()), config["num_epochs"]]
+  return [int(b - a) for a, b in zip(edges, edges[1:])]
+
+
+def _final_metric(records: list[dict], key: str, scale: float) -> str:
+  by_seed: dict[int, dict] = {}
+  for record in records:
+    seed = record.get("seed", 0)
+    if record["epoch"] >= by_seed.get(seed, {"epoch": -1})["epoch"]:
+      by_seed[seed] = record
+  values = [r.get(key) for r in by_seed.values()]
+  if not values or any(v is None for v in values):
+    return "-"
+  values = np.asarray(values, dtype=float) * scale
+  digits = 2 if scale != 1.0 else 4
+  return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+
+
+def cell(column: str, arm: dict, records: list[dict],
+         config: dict | None) -> str:
+  """The table's entry for one arm (a study.json arm entry)."""
+  if column in METRICS:
+    return _final_metric(records, column, METRICS[column])
+  config = config or {}
+  piecewise = config.get("lr_schedule") == "piecewise"
+  if column == "lr":
+    if piecewise:
+      return ", ".join(map(_number, config["lr_values"]))
+    rate = config.get("learning_rate")
+    if rate is None:
+      return "-"
+    schedule = config.get("lr_schedule", "constant")
+    return _number(rate) + ("" if schedule == "constant" else f" ({schedule})")
+  if column == "epochs":
+    if piecewise:
+      return ", ".join(map(str, _schedule_epochs(config)))
+    return str(config.get("num_epochs", "-"))
+  if column == "synthetic_data":
+    return "yes" if dotted(config, "augment.six_views") else "no"
+  notes = arm.get("notes") or {}
+  if column in notes:
+    return notes[column]
+  value = dotted(config, column)
+  if value is None:
+    return "-"
+  if isinstance(value, (list, tuple)):
+    return ", ".join(map(str, value)) or "()"
+  return str(value)
+
+
+def class_accuracy_lines(arms: list[dict], metrics: dict[str, list[dict]]
+                         ) -> list[str]:
+  """Validation accuracy per class (config.per_class_metrics): a row per
+  arm, the final epoch's, mean ± std over seeds, in %; [] without any."""
+  rows, names = [], None
+  for arm in arms:
+    records = metrics.get(arm["name"]) or []
+    finals = {}
+    for record in records:
+      if "val_class_accuracy" in record:
+        finals[record.get("seed", 0)] = record  # the last epoch's wins
+    if not finals:
+      continue
+    names = names or next(iter(finals.values())).get("class_names")
+    values = np.array([[np.nan if v is None else 100 * v for v in
+                        r["val_class_accuracy"]] for r in finals.values()])
+    rows.append(f"| {arm['name']} | " + " | ".join(
+        f"{m:.1f} ± {s:.1f}" for m, s in zip(np.nanmean(values, 0),
+                                              np.nanstd(values, 0))) + " |")
+  if not rows:
+    return []
+  width = rows[0].count("±")
+  names = names or [str(i) for i in range(width)]
+  return ["| arm | " + " | ".join(names) + " |",
+          "|---|" + "---|" * width, *rows]
+
+
+def table_lines(workdir: str, study: dict, metrics: dict[str, list[dict]]
+                ) -> list[str]:
+  """The study's own table (a markdown list of lines), or [] without one."""
+  columns = study.get("columns") or []
+  if not columns:
+    return []
+  lines = ["| arm | seeds | " + " | ".join(columns) + " |",
+           "|---|---|" + "---|" * len(columns)]
+  for arm in study["arms"]:
+    records = metrics.get(arm["name"])
+    if not records:
+      continue
+    config = last_stage_config(os.path.join(workdir, arm["name"]))
+    seeds = len({r.get("seed", 0) for r in records})
+    lines.append(f"| {arm['name']} | {seeds} | " + " | ".join(
+        cell(c, arm, records, config) for c in columns) + " |")
+  return lines
