@@ -9,7 +9,7 @@ which it used to make the data harder and the autoencoder's value visible.
                                     'reflect' borders, truncated at 4 S),
                                     rounded back to uint8
   corruption = 'grayscale'          each RGB pixel replaced by its ITU-R
-                                    601-2 luma (data.LUMA) in all three
+                                    601-2 luma (arrays.LUMA) in all three
                                     channels, rounded to uint8 (seed 004's
                                     grey source for a colour target)
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxtransfer.core.errors import UserError
+from jaxtransfer.data.arrays import LUMA
 
 KINDS = ("gaussian_blur", "grayscale")
 
@@ -63,7 +64,6 @@ def apply(images: np.ndarray, spec: str, chunk: int = 2048) -> np.ndarray:
   if kind == "grayscale":
     if images.shape[-1] == 1:
       return images
-    from jaxtransfer.data import LUMA
     luma = np.rint(images.astype(np.float32) @ np.asarray(LUMA, np.float32))
     return np.repeat(np.clip(luma, 0, 255).astype(np.uint8)[..., None],
                      images.shape[-1], axis=-1)

@@ -32,6 +32,8 @@ import dm_pix as pix
 import jax
 import jax.numpy as jnp
 
+from jaxtransfer.data import colour
+
 NUM_VIEWS = 6
 # The colour op of views 2..5 (augment.COLOUR_OPS names), as the seed.
 VIEW_COLOUR_OPS = ("hue", "brightness", "saturation", "contrast")
@@ -120,13 +122,12 @@ def view(key: jax.Array, image: jax.Array, view_index, options) -> jax.Array:
   docstring), its colour factor and flip drawn from `key`. The box comes
   from a table indexed by the view (one crop_resize, which is exact for the
   whole-image box of view 0), the colour op from a lax.switch."""
-  from jaxtransfer.data import augment  # (augment imports this module)
   boxes = jnp.asarray(view_boxes(*image.shape[:2], options.six_views_crop),
                       jnp.int32)[view_index]
   image = crop_resize(image, *boxes)
   factor, flip = sample_view_params(key, view_index, options)
   identity = lambda im, _: im
-  colour = [getattr(augment, f"adjust_{name}") for name in VIEW_COLOUR_OPS]
+  colour = [getattr(colour, f"adjust_{name}") for name in VIEW_COLOUR_OPS]
   image = jax.lax.switch(view_index, [identity, identity, *colour], image,
                          factor)
   return jnp.where(flip, pix.flip_left_right(image), image)

@@ -46,7 +46,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxtransfer import data
 from jaxtransfer.core.errors import UserError
+from jaxtransfer.data import augment
+from jaxtransfer.engine import state
 
 KINDS = ("fgsm", "pgd", "fgsm_rs")
 NO_RANDOM_START = "no_rs"  # optional last field of a pgd attack
@@ -219,14 +222,12 @@ def evaluate_attack_batches(setup, attack: Attack, variables, images, labels,
   """One model's {'correct', 'count'} under `attack` over a padded
   evaluation set [num_batches, B, ...] of uint8 images. The attack sees the
   whole network (a frozen body included) in inference mode, from pixels."""
-  from jaxtransfer import data
-  from jaxtransfer.engine import steps  # steps imports nothing of this module
 
   def logits_fn(pixels):
     inputs = data.to_model_input(pixels, setup.image_size, setup.mean,
                                  setup.std, setup.dtype,
                                  channels=setup.channels)
-    outputs, _ = steps.forward(setup, variables["params"],
+    outputs, _ = state.forward(setup, variables["params"],
                                variables["batch_stats"], inputs)
     return outputs
 
@@ -253,9 +254,8 @@ def make_attack_evaluator(setup, attack: Attack):
   """jit(over_seeds(evaluate_attack_batches)) over stacked variables; the
   images are attacked directly (never the feature cache: the gradient must
   reach the pixels through the body)."""
-  from jaxtransfer.engine import steps
   image_setup = dataclasses.replace(setup, feature_cache=False)
-  return jax.jit(steps.over_seeds(
+  return jax.jit(state.over_seeds(
       functools.partial(evaluate_attack_batches, image_setup, attack),
       (0, None, None, None, None), setup.seed_parallelism))
 
@@ -287,15 +287,13 @@ def adversarial_batch(setup, attack: Attack, params, batch_stats,
   (alexnet_bn at initialisation: PGD's batch did not raise the training-mode
   loss). The gradient reaches the pixels through a frozen body too (never
   the feature cache)."""
-  from jaxtransfer import data
-  from jaxtransfer.engine import steps  # steps imports this module
   params, batch_stats = jax.lax.stop_gradient((params, batch_stats))
   setup = dataclasses.replace(setup, feature_cache=False)
 
   def logits_fn(x):
     inputs = data.to_model_input(x, setup.image_size, setup.mean, setup.std,
                                  setup.dtype, channels=setup.channels)
-    return steps.forward(setup, params, batch_stats, inputs)[0]
+    return state.forward(setup, params, batch_stats, inputs)[0]
 
   loss_and_logits = cross_entropy_loss_and_logits(logits_fn)
   return jax.lax.stop_gradient(perturb(
@@ -310,8 +308,6 @@ def adversarial_inputs(setup, params, batch_stats, images: jax.Array,
   fold_in(step_key, ATTACK_KEY) (a resumed run draws the same) -> resized,
   channel-adapted and normalised. The step's loss, gradient and train metrics
   are then those of the adversarial batch."""
-  from jaxtransfer import data
-  from jaxtransfer.data import augment
   pixels = augment.augment_batch(step_key, data.to_unit_float(images),
                                  setup.augment)
   pixels = adversarial_batch(setup, setup.adversarial, params, batch_stats,

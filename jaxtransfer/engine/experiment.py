@@ -166,7 +166,7 @@ def _eval_set(split_name, split, dataset, config, setup):
     raise UserError("config.eval.attacks with validation='kfold' and fold=-1:"
                     " evaluate one fold's run (--config.fold=K) instead")
   if split_name == "val":
-    return kfold.stacked_eval_set(dataset, config.eval_batch_size, setup)
+    return training.stacked_eval_set(dataset, config.eval_batch_size, setup)
   shared = training.make_eval_set(split, config.eval_batch_size, setup)
   models = len(dataset.folds)
   stack = lambda x: jax.device_put(jnp.broadcast_to(x, (models, *x.shape)),

@@ -42,7 +42,7 @@ from jaxtransfer.engine.steps import (EvalSet, RunKeys, Setup, TrainState,
                                       make_mesh, make_train_step,
                                       model_variables, over_seeds,
                                       resolve_seed_parallelism, seed_records,
-                                      seeds_of)
+                                      seeds_of, stacked_eval_set)
 
 
 class _Progress:
@@ -252,7 +252,7 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
       dataset.train.images.shape[1:], len(dataset.val))
   labels = distributed.put_replicated(dataset.train.labels, setup.replicated)
   if dataset.folds is not None:  # k-fold: each model on its own fold
-    eval_set = kfold.stacked_eval_set(dataset, config.eval_batch_size, setup)
+    eval_set = stacked_eval_set(dataset, config.eval_batch_size, setup)
   else:
     eval_set = make_eval_set(dataset.val, config.eval_batch_size, setup)
   feature_seconds = feature_length = None
