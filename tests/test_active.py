@@ -13,8 +13,7 @@ import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
 from jaxtransfer import data
-from jaxtransfer.core import configlib
-from jaxtransfer.engine import steps, training
+from jaxtransfer.engine import steps, training, validation
 from jaxtransfer.features.active import active_learning, active_report
 from jaxtransfer.core.errors import UserError
 
@@ -172,7 +171,7 @@ def test_bad_active_learning_input(tmp_path, overrides, message):
     if message.startswith("active.query_size"):
       active_learning.validate(config, pool_size=300)
     else:
-      configlib.validate(config)
+      validation.validate(config)
 
 
 @needs_cifar10

@@ -19,7 +19,7 @@ from conftest import needs_cifar10, tiny_config
 from jaxtransfer import data
 from jaxtransfer.core import configlib
 from jaxtransfer.data import augment
-from jaxtransfer.engine import attacks, freezing, steps, training
+from jaxtransfer.engine import attacks, freezing, steps, training, validation
 from jaxtransfer.core.errors import UserError
 
 BATCH = 8
@@ -196,11 +196,11 @@ def test_off_by_default_and_for_configs_without_the_fields():
 ])
 def test_bad_values_name_the_field(overrides, message):
   with pytest.raises(UserError, match=message):
-    configlib.validate(tiny_config(**overrides))
+    validation.validate(tiny_config(**overrides))
 
 
 def test_good_values_pass_validation():
-  configlib.validate(tiny_config(adversarial="pgd:8/255:2/255:7", **{
+  validation.validate(tiny_config(adversarial="pgd:8/255:2/255:7", **{
       "augment.brightness": 0.4, "augment.contrast": 2.0,
       "augment.saturation": 0.0, "augment.hue": 0.5}))
 

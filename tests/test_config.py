@@ -8,6 +8,7 @@ import pytest
 from conftest import run_cli, tiny_config
 from jaxtransfer.core import configlib
 from jaxtransfer.core.errors import UserError
+from jaxtransfer.engine import validation
 
 CONFIGS = ["default", "random_init", "autoencoder", "ae_init", "imagenet_init"]
 
@@ -19,9 +20,9 @@ def test_every_config_loads_and_validates(name, arg):
   config = module.get_config(arg)
   if name == "imagenet_init":
     with pytest.raises(UserError, match="jaxtransfer convert"):
-      configlib.validate(config)  # init_weights is the user's to give
+      validation.validate(config)  # init_weights is the user's to give
     config.init_weights = "/converted/weights"
-  configlib.validate(config)
+  validation.validate(config)
   if arg == "smoke":
     assert config.train_subset > 0 and config.image_size < 128
   else:
@@ -70,7 +71,7 @@ def test_config_is_locked_against_new_fields():
 ])
 def test_validation_names_the_field(field, value, message):
   with pytest.raises(UserError, match=message):
-    configlib.validate(tiny_config(**{field: value}))
+    validation.validate(tiny_config(**{field: value}))
 
 
 def _assert_one_line_error(result, *needles):

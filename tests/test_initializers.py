@@ -15,6 +15,7 @@ from jaxtransfer import models
 from jaxtransfer.core import configlib
 from jaxtransfer.core.errors import UserError
 from jaxtransfer.models import initializers
+from jaxtransfer.engine import validation
 
 KERAS_NAMES = [n for n in initializers.KERNEL_INITS if n != "torch"]
 SHAPES = {"conv": (5, 5, 48, 64), "dense": (400, 300), "bias": (20000,)}
@@ -63,7 +64,7 @@ def test_bias_init_reaches_the_layers():
   config = default.get_config()
   config.model, config.image_size = "alexnet_bn", 32
   config.kernel_init, config.bias_init = "he_uniform", "glorot_uniform"
-  configlib.validate(config)
+  validation.validate(config)
   model = models.make_model(config, 10)
   params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
   bias = np.asarray(params["body"]["conv2"]["bias"])  # 256 values
@@ -89,4 +90,4 @@ def test_unknown_bias_init_names_the_field():
   config.bias_init = "glorot"
   with pytest.raises(UserError, match=r"config.bias_init='glorot' is not one "
                      r"of .*did you mean 'glorot_normal'"):
-    configlib.validate(config)
+    validation.validate(config)

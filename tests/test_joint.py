@@ -9,15 +9,14 @@ import pytest
 
 from conftest import needs_cifar10, tiny_config
 from jaxtransfer import models
-from jaxtransfer.core import configlib
-from jaxtransfer.engine import tasks, training
+from jaxtransfer.engine import tasks, training, validation
 from jaxtransfer.core.errors import UserError
 
 
 def _joint(arch, image_size, **overrides):
   config = tiny_config(model="notation", arch=arch, task="joint",
                        image_size=image_size, **overrides)
-  configlib.validate(config)
+  validation.validate(config)
   return config, models.make_model(config, 10)
 
 
@@ -80,7 +79,7 @@ def test_bad_joint_configs(overrides, message):
   config = tiny_config(**{"model": "notation", "arch": "v4", "task": "joint",
                           "image_size": 32, **overrides})
   with pytest.raises(UserError, match=message):
-    configlib.validate(config)
+    validation.validate(config)
     models.make_model(config, 10)
 
 
@@ -143,7 +142,7 @@ def test_jigsaw_grid_must_divide_the_image():
                                          "joint.jigsaw_grid": 3})
   with pytest.raises(UserError, match=r"config.joint.jigsaw_grid=3: must be "
                      r">= 2 and divide config.image_size=32"):
-    configlib.validate(config)
+    validation.validate(config)
 
 
 @needs_cifar10

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
-from jaxtransfer.core import checkpoints, configlib
+from jaxtransfer.core import checkpoints
 from jaxtransfer.data import kfold
-from jaxtransfer.engine import training
+from jaxtransfer.engine import training, validation
 from jaxtransfer.core import workdir as workdir_lib
 from jaxtransfer.core.errors import UserError
 
@@ -52,7 +52,7 @@ def test_side_by_side_fold_k_is_fold_k_alone(tmp_path):
   side run trains on the same 200 images in the same order as the run of
   fold k alone seeded k, so (unrolled) the two are bit-identical."""
   config = _config()
-  configlib.validate(config)
+  validation.validate(config)
   history = training.train_and_evaluate(config, str(tmp_path / "all"))
   assert [r["fold"] for r in history[:3]] == [0, 1, 2]
   assert [r["seed"] for r in history[:3]] == [0, 1, 2]
@@ -81,13 +81,13 @@ def test_side_by_side_fold_k_is_fold_k_alone(tmp_path):
 
 def test_bad_kfold_settings_name_the_field():
   with pytest.raises(UserError, match="config.folds=1: k-fold"):
-    configlib.validate(_config(folds=1))
+    validation.validate(_config(folds=1))
   with pytest.raises(UserError, match=r"config.fold=3: must be -1 \(all 3"):
-    configlib.validate(_config(fold=3))
+    validation.validate(_config(fold=3))
   with pytest.raises(UserError, match="config.num_seeds=2: must be 1 with "
                      "fold=-1"):
-    configlib.validate(_config(num_seeds=2))
-  configlib.validate(_config(num_seeds=2, fold=1))  # one fold, two seeds
+    validation.validate(_config(num_seeds=2))
+  validation.validate(_config(num_seeds=2, fold=1))  # one fold, two seeds
 
 
 @needs_cifar10

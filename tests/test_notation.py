@@ -9,15 +9,14 @@ import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
 from jaxtransfer import models
-from jaxtransfer.core import configlib
-from jaxtransfer.engine import training
+from jaxtransfer.engine import training, validation
 from jaxtransfer.core.errors import UserError
 from jaxtransfer.models import notation
 
 
 def _kernels(arch, num_classes=10, **overrides):
   config = tiny_config(model="notation", arch=arch, **overrides)
-  configlib.validate(config)
+  validation.validate(config)
   model = models.make_model(config, num_classes)
   size = config.image_size
   variables = jax.eval_shape(lambda: model.init(
@@ -120,7 +119,7 @@ def test_stride_two_and_dropout():
 ])
 def test_bad_architectures_name_the_field(overrides, message):
   with pytest.raises(UserError, match=message):
-    configlib.validate(tiny_config(model="notation", image_size=32,
+    validation.validate(tiny_config(model="notation", image_size=32,
                                    **overrides))
 
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import import_torchvision, needs_cifar10, tiny_config
 from jaxtransfer.core import configlib, workdir as workdir_lib
 from jaxtransfer.data import augment, views
-from jaxtransfer.engine import steps
+from jaxtransfer.engine import steps, validation
 from jaxtransfer.core.errors import UserError
 
 SIX = augment.AugmentOptions(six_views=True)
@@ -192,7 +192,7 @@ def test_random_resized_crop_is_torchvisions_resized_crop_of_the_box():
     ("augment.six_views_saturation", (-0.1, 1.0))])
 def test_bad_values_name_their_field(field, value):
   with pytest.raises(UserError, match=f"config.{field}="):
-    configlib.validate(tiny_config(**{field: value}))
+    validation.validate(tiny_config(**{field: value}))
 
 
 def test_old_configs_mean_no_views_and_the_same_run():
@@ -209,7 +209,7 @@ def test_old_configs_mean_no_views_and_the_same_run():
   assert augment.AugmentOptions(random_resized_crop=True).any
   assert augment.AugmentOptions(six_views=True).any
   with pytest.raises(UserError, match="six_views_epoch"):
-    configlib.validate(tiny_config(**{"augment.six_views": True},
+    validation.validate(tiny_config(**{"augment.six_views": True},
                                    adversarial="fgsm_rs:8/255:10/255"))
 
 

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
-from jaxtransfer.core import checkpoints, configlib
+from jaxtransfer.core import checkpoints
 from jaxtransfer.engine import (experiment, freezing, initialization, run_setup,
                                 training)
 from jaxtransfer.features import stages
 from jaxtransfer.core.errors import UserError
+from jaxtransfer.engine import validation
 
 TIMING = ("epoch_seconds", "eval_seconds", "compile_seconds", "feature_seconds",
           "train_images_per_second", "host_peak_rss_mb", "device_peak_mb")
@@ -85,15 +86,15 @@ def test_merge_keeps_reinit_parameters_fresh():
 ])
 def test_bad_stages_name_the_field(second, message):
   with pytest.raises(UserError, match=message):
-    configlib.validate(_staged(second))
+    validation.validate(_staged(second))
 
 
 def test_reinit_without_loaded_weights_and_with_active_learning():
   with pytest.raises(UserError, match=r"config.reinit=\('head/fc2/.\*',\): only"):
-    configlib.validate(tiny_config(reinit=("head/fc2/.*",)))
+    validation.validate(tiny_config(reinit=("head/fc2/.*",)))
   with pytest.raises(UserError, match="config.stages: not supported together "
                      "with active learning"):
-    configlib.validate(_staged(**{"active.strategy": "margin"}))
+    validation.validate(_staged(**{"active.strategy": "margin"}))
 
 
 def test_cli_bad_stage_exits_2_and_writes_nothing(tmp_path):

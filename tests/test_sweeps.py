@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, tiny_config
-from jaxtransfer.core import checkpoints, configlib
-from jaxtransfer.engine import steps, sweeps, training
+from jaxtransfer.core import checkpoints
+from jaxtransfer.engine import steps, sweeps, training, validation
 from jaxtransfer.core.errors import UserError
 
 # Fields of a record that are timings, not results.
@@ -56,7 +56,7 @@ def _compare(tmp_path, parallelism, exact, **overrides):
   variant run alone."""
   config = _config(seed_parallelism=parallelism, **overrides)
   config.variants = VARIANTS
-  configlib.validate(config)
+  validation.validate(config)
   history = training.train_and_evaluate(config, str(tmp_path / "sweep"))
   seeds = config.num_seeds
   assert [r["variant"] for r in history[:3 * seeds]] == [
@@ -116,22 +116,22 @@ def test_variants_are_checked():
   config.variants = ({"name": "a", "momentum": 0.5},)
   with pytest.raises(UserError, match=r"'momentum' cannot vary inside one "
                      "program"):
-    configlib.validate(config)
+    validation.validate(config)
   config.variants = ({"name": "a"}, {"name": "a", "seed": 3})
   with pytest.raises(UserError, match="the name 'a' appears twice"):
-    configlib.validate(config)
+    validation.validate(config)
   config.variants = ({"name": "a", "weight_decay": 0.0},
                      {"name": "b", "weight_decay": 1e-4})
   with pytest.raises(UserError, match="weight_decay is 0 in some variants"):
-    configlib.validate(config)
+    validation.validate(config)
   config.variants = ({"name": "a", "learning_rate": -1.0},)
   with pytest.raises(UserError, match=r"config.variants \(a\): "
                      r"config.learning_rate=-1.0: must be positive"):
-    configlib.validate(config)
+    validation.validate(config)
   config.variants = ({"name": "a", "seed": 2},)
   config.train_sample = 100
   with pytest.raises(UserError, match="'seed' cannot vary with"):
-    configlib.validate(config)
+    validation.validate(config)
 
 
 def test_hyper_keeps_agreeing_scalars_python_numbers():

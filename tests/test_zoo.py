@@ -21,8 +21,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import import_torchvision, run_cli, tiny_config  # noqa: E402
 from jaxtransfer import models
-from jaxtransfer.core import configlib
-from jaxtransfer.engine import freezing, initialization, training
+from jaxtransfer.engine import freezing, initialization, training, validation
 from jaxtransfer.models import conversion
 from jaxtransfer.core.errors import UserError  # noqa: E402
 
@@ -299,7 +298,7 @@ def test_imagenet_init_loads_body_and_statistics_not_the_class_layer(
   out, converted = resnet_converted
   config = tiny_config(model="resnet50", image_size=32, head="",
                        init="imagenet", init_weights=str(out))
-  configlib.validate(config)
+  validation.validate(config)
   loaded, source = initialization.load_pretrained(config, str(tmp_path))
   assert set(loaded) == {"body", "batch_stats", "head"}
   fresh = _fresh_variables(config, 10)
@@ -424,12 +423,12 @@ def test_unknown_heads_are_user_errors_naming_the_field():
   with pytest.raises(UserError, match=r"config.head='bogus'.*'resnet50'"):
     models.make_model(_config(head="bogus"), 10)
   with pytest.raises(UserError) as error:
-    configlib.validate(tiny_config(model="vgg16", image_size=32, head="bogus"))
+    validation.validate(tiny_config(model="vgg16", image_size=32, head="bogus"))
   assert str(error.value).startswith("config.head='bogus'")
   assert "'linear'" in str(error.value)
   with pytest.raises(UserError, match="config.head='linear'"):
-    configlib.validate(tiny_config(model="alexnet", head="linear"))
-  configlib.validate(tiny_config(model="resnet50", image_size=32,
+    validation.validate(tiny_config(model="alexnet", head="linear"))
+  validation.validate(tiny_config(model="resnet50", image_size=32,
                                  head="linear"))
 
 

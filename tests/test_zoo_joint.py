@@ -12,8 +12,8 @@ from conftest import needs_cifar10, run_cli
 from configs import default
 from configs.joint import zoo
 from jaxtransfer import models
-from jaxtransfer.core import checkpoints, configlib
-from jaxtransfer.engine import freezing
+from jaxtransfer.core import checkpoints
+from jaxtransfer.engine import freezing, validation
 from jaxtransfer.study import planning
 from jaxtransfer.core.errors import UserError
 from jaxtransfer.models import zoo_joint
@@ -75,7 +75,7 @@ def test_torch_init_has_conv_transposes_spread():
 @pytest.mark.parametrize("model", ["vgg16", "resnet50"])
 def test_decoder_is_the_seeds_and_the_rest_is_the_plain_model(model):
   config = _config(model, 224)
-  configlib.validate(config)
+  validation.validate(config)
   variables, outputs = _shapes(config)
   assert outputs["logits"].shape == (2, 10)
   assert outputs["reconstruction"].shape == (2, 224, 224, 3)
@@ -103,7 +103,7 @@ def test_decoder_is_the_seeds_and_the_rest_is_the_plain_model(model):
 def test_image_size_must_be_a_multiple_of_32(size):
   with pytest.raises(UserError, match=f"config.image_size={size}: .*multiple "
                      "of 32"):
-    configlib.validate(_config("resnet50", size))
+    validation.validate(_config("resnet50", size))
 
 
 def test_study_arms_are_the_seeds_rows(tmp_path):

@@ -192,6 +192,28 @@ def _pixel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ..
   return tuple(map(float, mean)), tuple(map(float, std))
 
 
+def validate_data_fields(config) -> None:
+  """The data fields whose values need no dataset to be checked (also run by
+  load_dataset, which callers may use without validation.validate)."""
+  configlib.one_of(config, "validation", configlib.VALIDATION_SPLITS)
+  configlib.one_of(config, "stored_resize", configlib.STORED_RESIZE)
+  configlib.one_of(config, "normalization", configlib.NORMALIZATIONS)
+  configlib.one_of(config, "resample", ("", "undersample", "oversample"))
+  for field in ("train_subset", "train_sample", "val_subset", "holdout_size",
+                "stored_size"):
+    configlib.require(config[field] >= 0, field, config[field],
+             "must be 0 (all) or a positive count")
+  from jaxtransfer.data import corruptions
+  corruptions.parse(config.get("corruption", ""))
+  fraction = config.get("holdout_fraction", 0.0)
+  configlib.require(0.0 <= fraction < 1.0, "holdout_fraction", fraction,
+           "must be in [0, 1) (0: use holdout_size)")
+  if not config.val_split:
+    configlib.require(config.validation == "holdout", "val_split", config.val_split,
+             "may be empty only with validation='holdout' (the validation "
+             "examples then come from train_split)")
+
+
 def load_dataset(config, *, validation_only: bool = False,
                  with_test: bool = False) -> Dataset:
   """Reads the train and validation data the config asks for.
@@ -201,7 +223,7 @@ def load_dataset(config, *, validation_only: bool = False,
   validation='holdout'): val_split is read as `Dataset.test`.
   """
   data_dir = resolve_data_dir(config)
-  configlib.validate_data_fields(config)
+  validate_data_fields(config)
   if kfold.enabled(config):  # the folds are slices of the training split
     validation_only = False
   builder = open_builder(config.dataset, data_dir)

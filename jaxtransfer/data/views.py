@@ -32,6 +32,9 @@ import dm_pix as pix
 import jax
 import jax.numpy as jnp
 
+from jaxtransfer.core import configlib
+from jaxtransfer.core.errors import UserError
+from jaxtransfer.core.workdir import LEGACY_DEFAULTS
 from jaxtransfer.data import colour
 
 NUM_VIEWS = 6
@@ -180,3 +183,46 @@ def random_resized_crop(key: jax.Array, image: jax.Array,
   """torchvision's RandomResizedCrop at the image's own size (bilinear)."""
   box = sample_resized_crop_box(key, *image.shape[:2], scale, ratio)
   return crop_resize(image, *box)
+
+
+# ------------------------------------------------------- config checks
+
+def _pair(config, field: str, default, low_ok, ordered_ok, problem: str):
+  """config.augment.<field> as a (low, high) pair, checked."""
+  value = config.augment.get(field, default)
+  ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
+      isinstance(x, (int, float)) and abs(x) < float("inf") for x in value)
+  configlib.require(ok and low_ok(value[0]) and ordered_ok(*value),
+                    f"augment.{field}",
+                    tuple(value) if isinstance(value, list) else value, problem)
+
+
+def validate_fields(config) -> None:
+  """Seed 001's six views and RandomResizedCrop (older configs lack them)."""
+  default_ranges = {name: LEGACY_DEFAULTS[f"augment.six_views_{name}"]
+                    for name in ("brightness", "contrast", "saturation", "hue")}
+  crop = config.augment.get("six_views_crop", 0.86)
+  configlib.require(0.0 < crop <= 1.0, "augment.six_views_crop", crop,
+           "must be in (0, 1]: the crop's side as a fraction of the image's")
+  for name in ("brightness", "contrast", "saturation"):
+    _pair(config, f"six_views_{name}", default_ranges[name],
+          lambda lo: lo >= 0.0,
+          lambda lo, hi: lo <= hi,
+          "expected a factor range (low, high), 0 <= low <= high")
+  _pair(config, "six_views_hue", default_ranges["hue"], lambda lo: lo >= -0.5,
+        lambda lo, hi: lo <= hi <= 0.5,
+        "expected a hue shift range (low, high), -0.5 <= low <= high <= 0.5")
+  _pair(config, "rrc_scale", (0.08, 1.0), lambda lo: lo > 0.0,
+        lambda lo, hi: lo <= hi <= 1.0,
+        "expected an area fraction range (low, high), 0 < low <= high <= 1")
+  _pair(config, "rrc_ratio", (0.75, 4 / 3), lambda lo: lo > 0.0,
+        lambda lo, hi: lo <= hi,
+        "expected an aspect ratio range (low, high), 0 < low <= high")
+  if (config.augment.get("six_views", False)
+      and config.augment.get("six_views_epoch", True)
+      and config.get("adversarial", "") and config.task == "classifier"):
+    raise UserError(
+        "config.augment.six_views_epoch=True: not supported with "
+        f"config.adversarial={config.adversarial!r} (the attack's augmentation "
+        "does not see each example's view); set six_views_epoch=False for a "
+        "random view per image")

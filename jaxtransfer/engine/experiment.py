@@ -26,7 +26,7 @@ from jaxtransfer import data
 from jaxtransfer.core import (checkpoints, configlib, distributed,
                               workdir as workdir_lib)
 from jaxtransfer.data import augment, kfold
-from jaxtransfer.engine import initialization, training
+from jaxtransfer.engine import initialization, training, validation
 from jaxtransfer.core.errors import UserError
 
 
@@ -80,7 +80,7 @@ def train(config, workdir: str, *, fresh: bool = False) -> list[dict[str, Any]]:
     return active_learning.run(config, workdir, fresh=fresh)
   if stages.enabled(config):
     return stages.run(config, workdir, fresh=fresh)
-  configlib.validate(config)
+  validation.validate(config)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)  # before any stage runs
   if not (config.task == "classifier" and config.init == "autoencoder"
@@ -191,7 +191,7 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
   Prints one JSON line per seed; eval.json holds that record (one seed) or
   the list of them.
   """
-  configlib.validate(config)
+  validation.validate(config)
   from jaxtransfer.features import stages
   if stages.enabled(config):  # the last stage's run holds the final model
     stage_config, stage_dir = stages.last_stage(config, workdir)

@@ -31,7 +31,7 @@ from jaxtransfer import data
 from jaxtransfer.core import (checkpoints, configlib, distributed,
                               tensorboard_events, workdir as workdir_lib)
 from jaxtransfer.data import augment, kfold
-from jaxtransfer.engine import freezing, run_setup, sweeps
+from jaxtransfer.engine import freezing, run_setup, sweeps, validation
 from jaxtransfer.core.errors import UserError, brief
 # The step machinery lives in steps.py; these names are part of this
 # module's interface too (benchmarks and tests use them from here).
@@ -117,7 +117,7 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
   """
   name = name or config.task
   hooks = hooks or Hooks()
-  configlib.validate(config)
+  validation.validate(config)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)
   if not fresh:

@@ -39,6 +39,7 @@ import ml_collections
 
 from jaxtransfer.core import configlib, workdir as workdir_lib
 from jaxtransfer.core.errors import UserError
+from jaxtransfer.engine import validation
 
 STAGE_PREFIX = "stage_"
 # Fields a stage may not set (top-level names): the data, the model, the
@@ -169,7 +170,7 @@ def validate(config) -> None:
           f"stage's step schedule never steps within its num_epochs="
           f"{run.num_epochs} (each stage's schedule runs over its own epochs)")
     try:
-      configlib.validate(run)  # its piecewise boundaries below its epochs, ...
+      validation.validate(run)  # its piecewise boundaries below its epochs, ...
       shapes = shapes or initialization.param_shapes(run)
       mask = freezing.trainable_mask(shapes, freezing.resolve_rules(run))
     except UserError as e:
@@ -218,7 +219,7 @@ def run(config, workdir: str, *, fresh: bool = False, dataset=None,
   from jaxtransfer import data
   from jaxtransfer.core import checkpoints
   from jaxtransfer.engine import experiment, training
-  configlib.validate(config)  # every stage too (validate above)
+  validation.validate(config)  # every stage too (validate above)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)
   staged = stage_configs(config, workdir)

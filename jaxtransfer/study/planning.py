@@ -16,7 +16,7 @@ from typing import Any
 import ml_collections
 
 from jaxtransfer.core import configlib, workdir as workdir_lib
-from jaxtransfer.engine import experiment, initialization, sweeps
+from jaxtransfer.engine import experiment, initialization, sweeps, validation
 from jaxtransfer.core.errors import UserError
 
 
@@ -187,7 +187,7 @@ def _one_source(config, field: str, overrides, subdir: str, workdir: str):
         dict(overrides))), workdir)
     run.stages = ()
     run.active.strategy = ""
-    configlib.validate(run)
+    validation.validate(run)
   except UserError as e:
     text = str(e).replace("config.study: arm field", "field")
     raise UserError(f"config.study.{field}: {text}") from None
@@ -273,7 +273,7 @@ def plan_study(config, workdir: str):
     reason = missing_input(run)
     if reason is None:
       try:
-        configlib.validate(run)
+        validation.validate(run)
       except UserError as e:
         raise UserError(f"study arm {arm.name}: {e}") from None
     run_dict = configlib.to_dict(run)  # JSON values, for study.json

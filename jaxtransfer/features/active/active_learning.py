@@ -48,7 +48,7 @@ import numpy as np
 from jaxtransfer import data
 from jaxtransfer.core import (checkpoints, configlib, distributed,
                               workdir as workdir_lib)
-from jaxtransfer.engine import experiment, initialization, steps, training
+from jaxtransfer.engine import (experiment, initialization, steps, training, validation)
 from jaxtransfer.core.errors import UserError
 
 ROUNDS_FILE = "rounds.jsonl"
@@ -212,7 +212,7 @@ def run(config, workdir: str, *, fresh: bool = False,
         dataset: data.Dataset | None = None,
         hooks: training.Hooks | None = None) -> list[dict[str, Any]]:
   """Runs (or resumes) every seed's chain; returns rounds.jsonl's records."""
-  configlib.validate(config)
+  validation.validate(config)
   validate(config)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)
