@@ -45,7 +45,7 @@ def main() -> None:
   from absl import logging
   from configs import default
   from jaxtransfer.engine import training
-  from jaxtransfer.features.analysis import analyze
+  from jaxtransfer.study.analysis import analyze
   logging.set_verbosity(logging.WARNING)
 
   config = default.get_config()  # configs/study.py's arms' model and size

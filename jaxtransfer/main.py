@@ -230,7 +230,7 @@ def _report(positional: list[str]) -> None:
 
 
 def _analyze(positional: list[str]) -> None:
-  from jaxtransfer.features.analysis import analyze
+  from jaxtransfer.study.analysis import analyze
 
   if len(positional) != 1:
     raise UserError("usage: jaxtransfer analyze WORKDIR [--corruptions=...] "

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxtransfer.features.analysis import cka
+from jaxtransfer.study.analysis import cka
 from jaxtransfer.core.errors import UserError
 
 # (n, p, q): both widths below n (the feature-space form), one above, both

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxtransfer.features.analysis import probes
+from jaxtransfer.study.analysis import probes
 
 
 def _reference(x, y, num_classes, l2):

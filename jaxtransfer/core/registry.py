@@ -10,16 +10,13 @@ it is imported, what it provides:
                             its `enabled(config)` is true (staged runs,
                             active learning): experiment.train/evaluate and
                             the study runner dispatch through it
-  evaluation(fn)            fn(context) -> {record field: per-seed values}
-                            added to each split's --mode=eval record
-  report_section(fn)        fn(study) -> markdown lines for a study's
-                            report (study/report.py)
-  command(name, fn, help)   `jaxtransfer <name> ...` (main.py)
   default(field, value)     the value a field takes in a workdir written
                             before the field existed (core/workdir.py)
 
-The engine, the study runner, the report writer and main iterate over what
-is registered and name no feature. Features are found by convention, as
+The engine and the study runner iterate over what is registered and name
+no feature. (Report sections and commands are not registered yet: the
+study report and main still name the active-learning section and
+`jaxtransfer analyze`; docs/architecture.md says what is left.) Features are found by convention, as
 big_vision finds a model from its name (`importlib.import_module(
 f"big_vision.models.{name}")`): `load_features()` imports every module and
 subpackage of the `jaxtransfer.features` package by its folder listing, so
@@ -34,8 +31,6 @@ import importlib
 import pkgutil
 from typing import Any, Callable
 
-from jaxtransfer.core.errors import UserError
-
 FEATURES_PACKAGE = "jaxtransfer.features"
 
 
@@ -43,22 +38,25 @@ FEATURES_PACKAGE = "jaxtransfer.features"
 class RunKind:
   """A kind of run that a config switches on (e.g. `config.stages`).
 
+  title                                   what it is, for messages
   enabled(config)                         whether the config asks for it
+  switch(config)                          the field that switched it on, as
+                                          'config.<field>=<value>'
   train(config, workdir, *, fresh, dataset, hooks) -> history records
   final_run(config, workdir) -> (config, run_dir) of the run that holds
-                                          the final model (for eval, analyze)
+                                          the final model (for eval, analyze;
+                                          None: no single final model)
   total_epochs(config)                    epochs it trains in all (progress)
   epochs_done(config, run_dir)            epochs already filed (progress)
   prepare(config, dataset)                checks that need the data read
                                           (None: none)
-  metrics(run_dir) -> records             what a study reads as the arm's
-                                          history when the arm's own
-                                          metrics.jsonl is not it (None)
   """
   name: str
+  title: str
   enabled: Callable[[Any], bool]
+  switch: Callable[[Any], str]
   train: Callable[..., Any]
-  final_run: Callable[[Any, str], tuple[Any, str]]
+  final_run: Callable[[Any, str], tuple[Any, str]] | None
   total_epochs: Callable[[Any], int]
   epochs_done: Callable[[Any, str], int]
   prepare: Callable[[Any, Any], None] | None = None
@@ -66,10 +64,6 @@ class RunKind:
 
 _CONFIG_CHECKS: list[Callable[[Any], None]] = []
 _RUN_KINDS: list[RunKind] = []
-_EVALUATIONS: list[Callable[[Any], dict[str, Any]]] = []
-_EVAL_WRITERS: list[Callable[[Any, str, list], None]] = []
-_REPORT_SECTIONS: list[Callable[[Any], list[str]]] = []
-_COMMANDS: dict[str, tuple[Callable[[list[str]], Any], str]] = {}
 _DEFAULTS: dict[str, Any] = {}
 _loaded = False
 
@@ -89,27 +83,6 @@ def run_kind(kind: RunKind) -> RunKind:
     return kind
   _RUN_KINDS.append(kind)
   return kind
-
-
-def evaluation(fn: Callable[[Any], dict[str, Any]]):
-  return _add(_EVALUATIONS, fn)
-
-
-def eval_writer(fn: Callable[[Any, str, list], None]):
-  """fn(config, workdir, results) after --mode=eval wrote eval.json: a
-  feature's own file of the evaluation (e.g. a corruption table)."""
-  return _add(_EVAL_WRITERS, fn)
-
-
-def report_section(fn: Callable[[Any], list[str]]):
-  return _add(_REPORT_SECTIONS, fn)
-
-
-def command(name: str, help_line: str):
-  def register(fn):
-    _COMMANDS.setdefault(name, (fn, help_line))
-    return fn
-  return register
 
 
 def default(field: str, value: Any) -> None:
@@ -139,33 +112,9 @@ def run_kinds() -> tuple[RunKind, ...]:
 
 
 def run_kind_of(config) -> RunKind | None:
-  """The registered run kind the config switches on, or None (a plain run).
-  Two at once is a UserError naming both."""
-  on = [k for k in run_kinds() if k.enabled(config)]
-  if len(on) > 1:
-    raise UserError(f"config: {on[0].name} and {on[1].name} cannot be "
-                    "combined in one run")
-  return on[0] if on else None
-
-
-def evaluations() -> tuple[Callable[[Any], dict[str, Any]], ...]:
-  load_features()
-  return tuple(_EVALUATIONS)
-
-
-def eval_writers() -> tuple[Callable[[Any, str, list], None], ...]:
-  load_features()
-  return tuple(_EVAL_WRITERS)
-
-
-def report_sections() -> tuple[Callable[[Any], list[str]], ...]:
-  load_features()
-  return tuple(_REPORT_SECTIONS)
-
-
-def commands() -> dict[str, tuple[Callable[[list[str]], Any], str]]:
-  load_features()
-  return dict(_COMMANDS)
+  """The first registered run kind the config switches on, or None (a
+  plain run). (Two at once: the first's config check says which.)"""
+  return next((k for k in run_kinds() if k.enabled(config)), None)
 
 
 def defaults() -> dict[str, Any]:

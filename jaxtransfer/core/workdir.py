@@ -20,12 +20,13 @@ import datetime
 import fcntl
 import json
 import os
+import re
 import socket
 from typing import Any
 
 from absl import logging
 
-from jaxtransfer.core import configlib, distributed
+from jaxtransfer.core import configlib, distributed, registry
 from jaxtransfer.core.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -65,8 +66,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "augment.six_views_contrast": [0.5, 1.5], "augment.six_views_epoch": True,
     "augment.random_resized_crop": False, "augment.rrc_scale": [0.08, 1.0],
     "augment.rrc_ratio": [3.0 / 4.0, 4.0 / 3.0],
-    "active.strategy": "", "active.initial": 750, "active.query_size": 50,
-    "active.budget": 1000, "reinit": [], "stages": [],
+    "reinit": [],
     "corruption": "", "per_class_metrics": False, "low_level_skip": False, "resample": "", "arch": "", "encoder": "", "classifier": "",
     "joint.alpha": 1.0, "bias_init": "", "variants": [], "folds": 5,
     "fold": -1,
@@ -86,7 +86,9 @@ def identity(config_dict: dict[str, Any]) -> dict[str, Any]:
 
 def _with_legacy(flat: dict[str, Any]) -> dict[str, Any]:
   """A flattened config dict with the legacy values of the fields it lacks."""
-  legacy = {**LEGACY_DEFAULTS, **LEGACY_REMOVED}
+  # A feature's own fields: their defaults are the feature's to declare
+  # (registry.default), not this table's.
+  legacy = {**LEGACY_DEFAULTS, **registry.defaults(), **LEGACY_REMOVED}
   return {**configlib.flatten(legacy), **flat}
 
 
@@ -98,6 +100,24 @@ def identity_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   old, new = (_with_legacy(configlib.flatten(identity(c))) for c in (old, new))
   return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
           for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
+def safe_name(name: str) -> str:
+  """A name as a directory name: runs of other characters become '_'."""
+  return re.sub(r"[^A-Za-z0-9_.=+,-]+", "_", name)
+
+
+REPORT_FILE = "report.md"  # a study's, or a run's, report
+
+
+def write_lines(workdir: str, lines: list[str]) -> str:
+  """<workdir>/report.md from markdown lines (atomically); returns its path."""
+  path = os.path.join(workdir, REPORT_FILE)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write("\n".join(lines).rstrip() + "\n")
+  os.replace(tmp, path)
+  return path
 
 
 def write_json_atomic(path: str, payload: Any) -> None:

@@ -203,7 +203,6 @@ def validate_data_fields(config) -> None:
                 "stored_size"):
     configlib.require(config[field] >= 0, field, config[field],
              "must be 0 (all) or a positive count")
-  from jaxtransfer.data import corruptions
   corruptions.parse(config.get("corruption", ""))
   fraction = config.get("holdout_fraction", 0.0)
   configlib.require(0.0 <= fraction < 1.0, "holdout_fraction", fraction,

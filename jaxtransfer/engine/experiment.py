@@ -22,12 +22,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxtransfer import data
-from jaxtransfer.core import (checkpoints, configlib, distributed,
+from jaxtransfer import data, models
+from jaxtransfer.core import (checkpoints, configlib, distributed, registry,
                               workdir as workdir_lib)
-from jaxtransfer.data import augment, kfold
-from jaxtransfer.engine import initialization, training, validation
 from jaxtransfer.core.errors import UserError
+from jaxtransfer.data import augment
+from jaxtransfer.engine import (attacks, corruption_eval, initialization,
+                                training, validation)
+
+# The autoencoder's (and a joint model's) validation images and their
+# reconstructions, for the report's picture (write_reconstructions).
+RECONSTRUCTIONS_FILE = "reconstructions.npz"
 
 
 def pretrain_config(config) -> ml_collections.ConfigDict:
@@ -73,13 +78,11 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
 def train(config, workdir: str, *, fresh: bool = False) -> list[dict[str, Any]]:
   """--mode=train: for init='autoencoder' without ae_checkpoint, pre-train
   the autoencoder in <workdir>/autoencoder first (its own resumable run).
-  With config.active.strategy set, an active-learning run (active.py)."""
-  from jaxtransfer.features import stages
-  from jaxtransfer.features.active import active_learning
-  if active_learning.enabled(config):
-    return active_learning.run(config, workdir, fresh=fresh)
-  if stages.enabled(config):
-    return stages.run(config, workdir, fresh=fresh)
+  A config that switches on a feature's kind of run (core/registry.py:
+  RunKind; e.g. config.stages) is that kind's run."""
+  kind = registry.run_kind_of(config)  # a feature's kind of run
+  if kind is not None:
+    return kind.train(config, workdir, fresh=fresh)
   validation.validate(config)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)  # before any stage runs
@@ -109,10 +112,6 @@ def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
   <run_dir>/reconstructions.npz, for the report's picture: the autoencoder's
   first `count` images, or a joint model's (seed 002) first image of each
   class."""
-  import numpy as np
-  from jaxtransfer import models
-  from jaxtransfer.study import report
-
   params, batch_stats, step = checkpoints.load_variables(run_dir)
   variables = {"params": params, **(
       {"batch_stats": batch_stats} if batch_stats else {})}
@@ -135,7 +134,7 @@ def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
   if joint:
     outputs = outputs["reconstruction"]
   unnormalise = lambda x: np.asarray(x, np.float32) * std + mean
-  path = os.path.join(run_dir, report.RECONSTRUCTIONS_FILE)
+  path = os.path.join(run_dir, RECONSTRUCTIONS_FILE)
   np.savez_compressed(path, inputs=unnormalise(inputs),
                       reconstructions=unnormalise(outputs), step=step)
   return path
@@ -144,7 +143,6 @@ def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
 def _attack_accuracies(config, setup, variables, eval_set) -> dict[str, list]:
   """config.eval.attacks -> {attack name: [accuracy per seed]} on the split
   (the attacks' random starts are drawn from config.seed)."""
-  from jaxtransfer.engine import attacks
   found = {}
   for text in tuple(config.get("eval", {}).get("attacks", ())):
     attack = attacks.parse_attack(text)
@@ -168,11 +166,20 @@ def _eval_set(split_name, split, dataset, config, setup):
   if split_name == "val":
     return training.stacked_eval_set(dataset, config.eval_batch_size, setup)
   shared = training.make_eval_set(split, config.eval_batch_size, setup)
-  models = len(dataset.folds)
-  stack = lambda x: jax.device_put(jnp.broadcast_to(x, (models, *x.shape)),
+  count = len(dataset.folds)
+  stack = lambda x: jax.device_put(jnp.broadcast_to(x, (count, *x.shape)),
                                    setup.replicated)
   return training.EvalSet(stack(shared.images), stack(shared.labels),
                           stack(shared.weights), shared.size)
+
+
+def final_run(config, workdir: str):
+  """(config, run directory) of the run that holds the final model: the
+  workdir's own, or what its kind of run says (a staged run's last stage)."""
+  kind = registry.run_kind_of(config)
+  if kind is None or kind.final_run is None:
+    return config, workdir
+  return kind.final_run(config, workdir)
 
 
 def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:
@@ -192,10 +199,11 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
   the list of them.
   """
   validation.validate(config)
-  from jaxtransfer.features import stages
-  if stages.enabled(config):  # the last stage's run holds the final model
-    stage_config, stage_dir = stages.last_stage(config, workdir)
-    results = evaluate(stage_config, stage_dir, which)
+  kind = registry.run_kind_of(config)
+  if kind is not None and kind.final_run is not None:
+    # e.g. a staged run: its last stage's run holds the final model
+    final_config, final_dir = kind.final_run(config, workdir)
+    results = evaluate(final_config, final_dir, which)
     if distributed.is_primary():
       workdir_lib.write_json_atomic(
           os.path.join(workdir, workdir_lib.EVAL_FILE),
@@ -278,8 +286,7 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
         result.setdefault(f"{split_name}_attack_accuracy", {})[name] = accuracy
     corruptions = tuple(config.get("eval", {}).get("corruptions", ()))
     if corruptions and split_name == "val":
-      from jaxtransfer.features.analysis import analyze
-      found = analyze.corruption_accuracies(
+      found = corruption_eval.corruption_accuracies(
           config, setup, variables, split, ",".join(corruptions),
           config.eval_batch_size)
       found.pop("clean")
@@ -300,9 +307,8 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
   workdir_lib.write_json_atomic(os.path.join(workdir, workdir_lib.EVAL_FILE),
                                 results[0] if len(results) == 1 else results)
   if "val_corruption_accuracy" in results[0]:
-    from jaxtransfer.features.analysis import analysis_report
     path = os.path.join(workdir, "corruptions.md")
     with open(path, "w") as f:
-      f.write("\n".join(analysis_report.corruption_table(results)) + "\n")
+      f.write("\n".join(corruption_eval.corruption_table(results)) + "\n")
     logging.info("Corruption accuracy table: %s", path)
   return results

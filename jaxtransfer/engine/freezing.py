@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import jax
 import optax
 
+from jaxtransfer import models
 from jaxtransfer.core.errors import UserError
 
 Rules = Sequence[tuple[str, bool]]
@@ -57,7 +58,6 @@ def resolve_rules(config) -> Rules:
   if config.trainable_rules is not None:
     check_rules(config.trainable_rules)
     return tuple((p, t) for p, t in config.trainable_rules)
-  from jaxtransfer import models  # models import nothing of this module
   presets = models.get_spec(config.get("model", "alexnet")).freeze_presets
   if config.freeze not in presets:
     raise UserError(f"config.freeze={config.freeze!r} is not one of "

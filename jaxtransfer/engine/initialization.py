@@ -20,10 +20,12 @@ import os
 import re
 from typing import Any
 
+from absl import logging
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from absl import logging
+from jaxtransfer import models
 from jaxtransfer.core import checkpoints
 from jaxtransfer.engine import freezing
 from jaxtransfer.models import conversion
@@ -285,8 +287,6 @@ def keep_fresh(merged: dict[str, Any], fresh: dict[str, Any],
 def param_shapes(config, num_classes: int | None = None):
   """The model's parameter tree as shapes (jax.eval_shape: nothing is
   computed), for checking regexes over parameter paths before a run."""
-  import jax.numpy as jnp
-  from jaxtransfer import models
   spec = models.get_spec(config.get("model", "alexnet"))
   num_classes = num_classes or len(tuple(config.get("classes", ()))) or 10
   model = models.make_model(config, num_classes)

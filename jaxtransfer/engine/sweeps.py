@@ -42,6 +42,7 @@ import ml_collections
 import numpy as np
 
 from jaxtransfer.core.errors import UserError
+from jaxtransfer.engine import optimizers
 
 INIT_FIELDS = ("seed", "kernel_init", "bias_init")
 STEP_FIELDS = ("learning_rate", "weight_decay", "kernel_l1", "kernel_l2",
@@ -222,7 +223,6 @@ def validate(config) -> None:
 
 def learning_rates(config, steps_per_epoch: int, step: int) -> list[float]:
   """Every model's learning rate at `step` (host side, for the records)."""
-  from jaxtransfer.engine import optimizers
   rates = [optimizers.learning_rate_at(
       optimizers.make_schedule(c, steps_per_epoch), step)
            for c in variant_configs(config)]

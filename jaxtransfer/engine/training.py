@@ -97,6 +97,11 @@ class Diverged(UserError):
 _stop_requested = threading.Event()
 
 
+def stop_requested() -> bool:
+  """Whether a stop was asked for (a caller between runs checks it)."""
+  return _stop_requested.is_set()
+
+
 def request_stop() -> None:
   """Asks the running loop to checkpoint at the next step boundary and stop
   (main's SIGTERM/SIGINT handler calls this)."""

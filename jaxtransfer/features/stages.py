@@ -35,12 +35,17 @@ import os
 from typing import Any
 
 from absl import logging
+import jax
 import ml_collections
 
-from jaxtransfer.core import configlib, workdir as workdir_lib
+from jaxtransfer import data
+from jaxtransfer.core import (checkpoints, configlib, distributed, registry,
+                              workdir as workdir_lib)
 from jaxtransfer.core.errors import UserError
-from jaxtransfer.engine import validation
+from jaxtransfer.engine import (experiment, freezing, initialization, training,
+                                validation)
 
+RUN_KIND = "stages"
 STAGE_PREFIX = "stage_"
 # Fields a stage may not set (top-level names): the data, the model, the
 # seeds, and where stage 0's weights come from.
@@ -61,8 +66,7 @@ def enabled(config) -> bool:
 
 def stage_name(k: int, entry) -> str:
   """Stage k's name (its directory's suffix): its `name`, else stage<k>."""
-  from jaxtransfer.study import planning  # it imports this module's users
-  return planning.safe_name(str(entry.get("name", "") or f"stage{k}"))
+  return workdir_lib.safe_name(str(entry.get("name", "") or f"stage{k}"))
 
 
 def _entries(config) -> list[tuple[str, dict[str, Any]]]:
@@ -131,7 +135,6 @@ def stage_configs(config, workdir: str = "") -> list[tuple[str, Any]]:
       if "reinit" not in overrides:  # the base reinit is stage 0's
         run.reinit = ()
     elif run.init == "autoencoder" and not run.ae_checkpoint:
-      from jaxtransfer.engine import initialization
       run.ae_checkpoint = os.path.abspath(
           initialization.autoencoder_run_dir(run, workdir))
     out.append((name, run))
@@ -152,13 +155,10 @@ def _stage_error(k: int, name: str, error: UserError) -> UserError:
 def validate(config) -> None:
   """One line naming the field for a staged config that cannot work; reads
   nothing and writes nothing."""
-  import jax
-  from jaxtransfer.engine import freezing, initialization
-  from jaxtransfer.features.active import active_learning
-  if active_learning.enabled(config):
-    raise UserError("config.stages: not supported together with active "
-                    f"learning (config.active.strategy="
-                    f"{config.active.strategy!r})")
+  for other in registry.run_kinds():  # another kind of run in the same config
+    if other.name != RUN_KIND and other.enabled(config):
+      raise UserError(f"config.stages: not supported together with "
+                      f"{other.title} ({other.switch(config)})")
   shapes = None
   for k, (name, run) in enumerate(stage_configs(config, ".")):
     if run.num_epochs < 1:
@@ -201,7 +201,6 @@ def combined_metrics(staged, workdir: str) -> list[dict[str, Any]]:
 
 
 def _write_metrics(staged, workdir: str) -> list[dict[str, Any]]:
-  from jaxtransfer.core import distributed
   records = combined_metrics(staged, workdir)
   if distributed.is_primary():
     path = os.path.join(workdir, workdir_lib.METRICS_FILE)
@@ -216,9 +215,6 @@ def _write_metrics(staged, workdir: str) -> list[dict[str, Any]]:
 def run(config, workdir: str, *, fresh: bool = False, dataset=None,
         hooks=None) -> list[dict[str, Any]]:
   """Runs (or resumes) every stage in order; returns the combined metrics."""
-  from jaxtransfer import data
-  from jaxtransfer.core import checkpoints
-  from jaxtransfer.engine import experiment, training
   validation.validate(config)  # every stage too (validate above)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)
@@ -253,7 +249,7 @@ def run(config, workdir: str, *, fresh: bool = False, dataset=None,
     _write_metrics(staged, workdir)
     offset = 0
     for k, ((name, run_config), path) in enumerate(zip(staged, dirs)):
-      if k > 0 and training._stop_requested.is_set():  # at a stage boundary
+      if k > 0 and training.stop_requested():  # at a stage boundary
         raise training.Interrupted(path, 0, 0)
       stage_hooks = training.Hooks(
           label=hooks.label or f"stage {k} {name}",
@@ -284,3 +280,24 @@ def last_stage(config, workdir: str) -> tuple[Any, str]:
   if stored and len(staged) > 1:  # where stage k-1 was (a workdir moved since)
     run_config.init_weights = stored.get("init_weights", run_config.init_weights)
   return run_config, path
+
+
+def _epochs_done(config, run_dir: str) -> int:
+  """Epochs the staged run in `run_dir` has filed (its continuous epochs)."""
+  records = workdir_lib.read_metrics(run_dir)
+  return min(max((r["epoch"] for r in records), default=0),
+             total_epochs(config))
+
+
+def _check(config) -> None:
+  if enabled(config):
+    validate(config)
+
+
+registry.config_check(_check)
+registry.default("stages", [])
+registry.run_kind(registry.RunKind(
+    name=RUN_KIND, title="staged runs", enabled=enabled,
+    switch=lambda config: f"config.stages=({len(config.stages)} stages)",
+    train=run, final_run=last_stage, total_epochs=total_epochs,
+    epochs_done=_epochs_done))

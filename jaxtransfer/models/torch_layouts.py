@@ -15,7 +15,12 @@ import functools
 import re
 from typing import Any, Callable
 
+import jax.numpy as jnp
+import ml_collections
+
+from jaxtransfer import models
 from jaxtransfer.core.errors import UserError
+from jaxtransfer.models import densenet, resnet, vgg
 
 TORCHVISION_BASE = "https://download.pytorch.org/models/"
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -57,7 +62,6 @@ class Arch:
 
 
 def _archs() -> dict[str, Arch]:
-  from jaxtransfer.models import densenet, resnet, vgg
   archs = [Arch("alexnet", "alexnet_torchvision", ALEXNET_FILE,
                 "AlexNet_Weights.IMAGENET1K_V1", _alexnet_module, "fc8", "fc6",
                 models=("alexnet", "alexnet_torchvision"))]
@@ -119,9 +123,6 @@ def layout(arch: str) -> tuple[Entry, ...]:
   model's parameter shapes (jax.eval_shape of its init at 224 px, 1000
   classes, config.head='') through the model's `torch_module` names."""
   import jax
-  import jax.numpy as jnp
-  import ml_collections
-  from jaxtransfer import models
 
   spec = get_arch(arch)
   config = ml_collections.ConfigDict(dict(

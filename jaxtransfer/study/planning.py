@@ -16,8 +16,9 @@ from typing import Any
 import ml_collections
 
 from jaxtransfer.core import configlib, workdir as workdir_lib
-from jaxtransfer.engine import experiment, initialization, sweeps, validation
 from jaxtransfer.core.errors import UserError
+from jaxtransfer.engine import experiment, initialization, sweeps, validation
+from jaxtransfer.models import conversion
 
 
 # config.study's own fields; everything else in a study config is the base
@@ -77,10 +78,6 @@ def _format_value(field: str, value: Any) -> str:
   return f"{field.rsplit('.', 1)[-1]}={value}"
 
 
-def safe_name(name: str) -> str:
-  return re.sub(r"[^A-Za-z0-9_.=+,-]+", "_", name)
-
-
 def plan_arms(config) -> list[Arm]:
   """Every arm of the study: the explicit arms crossed with the grid."""
   axes = grid_axes(config)
@@ -91,7 +88,7 @@ def plan_arms(config) -> list[Arm]:
     notes = {str(k): str(v) for k, v in dict(entry.pop("notes", {})).items()}
     name = entry.pop("name", None) or "-".join(
         _format_value(f, v) for f, v in entry.items()) or f"arm{i + 1}"
-    bases.append(Arm(safe_name(str(name)), entry, notes))
+    bases.append(Arm(workdir_lib.safe_name(str(name)), entry, notes))
   if not bases:
     bases = [Arm("", {})]
   arms = []
@@ -101,7 +98,7 @@ def plan_arms(config) -> list[Arm]:
                    **{f: v for (f, _), v in zip(axes, values)}}
       parts = [base.name] if base.name else []
       parts += [_format_value(f, v) for (f, _), v in zip(axes, values)]
-      arms.append(Arm(safe_name("-".join(parts)) or "base", overrides,
+      arms.append(Arm(workdir_lib.safe_name("-".join(parts)) or "base", overrides,
                       base.notes))
   if not axes and not explicit:
     raise UserError("config.study has no arms: give study.grid or study.arms")
@@ -158,7 +155,6 @@ def arm_config(config, arm: Arm, workdir: str):
 def missing_input(config) -> str | None:
   """Why an arm cannot run here, or None."""
   if config.init == "imagenet":
-    from jaxtransfer.models import conversion
     if not config.init_weights:
       return ("no converted ImageNet weights (config.init_weights is empty; "
               "make them with: "

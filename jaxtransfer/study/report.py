@@ -27,15 +27,18 @@ from typing import Any
 import numpy as np
 
 from jaxtransfer.core import workdir as workdir_lib
-from jaxtransfer.data import kfold
+from jaxtransfer.engine import experiment
+from jaxtransfer.features.active import active_learning, active_report
 from jaxtransfer.study import report_columns
+from jaxtransfer.study.analysis import analysis_report
 from jaxtransfer.study.report_plots import (by_seed, curves, plot_axes,
                                             plot_metric, plot_reconstructions,
                                             plot_train_val_loss)
 from jaxtransfer.core.errors import UserError
 
-REPORT_FILE = "report.md"
-RECONSTRUCTIONS_FILE = "reconstructions.npz"
+REPORT_FILE = workdir_lib.REPORT_FILE
+write_lines = workdir_lib.write_lines
+RECONSTRUCTIONS_FILE = experiment.RECONSTRUCTIONS_FILE  # (written there)
 
 def _read_json(path: str) -> Any:
   with open(path) as f:
@@ -190,7 +193,6 @@ def _optimizer_line(config: dict) -> str:
 
 def write_report(workdir: str) -> str:
   """Writes report.md and the PNGs into `workdir`; returns report.md's path."""
-  from jaxtransfer.features.active import active_learning, active_report
   workdir = os.path.abspath(workdir)
   if (os.path.exists(os.path.join(workdir, active_learning.ROUNDS_FILE))
       and not os.path.exists(os.path.join(workdir, "study.json"))):
@@ -271,7 +273,7 @@ def write_report(workdir: str) -> str:
 
   folded = [a for a in ran if len({r.get("fold") for r in metrics[a["name"]]
                                     if "fold" in r}) > 1]
-  lines += kfold.report_lines(folded, summaries)
+  lines += report_columns.cross_validation_lines(folded, summaries)
   own = report_columns.table_lines(workdir, study, metrics)
   if own:
     lines += ["", "## The study's table (final epoch, mean ± std over seeds;"
@@ -296,7 +298,6 @@ def write_report(workdir: str) -> str:
     lines += ["", "## Source run" + ("s" if len(described) > 1 else ""), ""]
     lines += [f"- {d}" for d in described] if len(described) > 1 else described
 
-  from jaxtransfer.features.analysis import analysis_report  # (jaxtransfer analyze's results)
   lines += analysis_report.section(workdir)
   plots = []
   colour_by, panel_by = plot_axes(study)
@@ -355,12 +356,3 @@ def write_report(workdir: str) -> str:
     lines.append("")
 
   return write_lines(workdir, lines)
-
-
-def write_lines(workdir: str, lines: list[str]) -> str:
-  path = os.path.join(workdir, REPORT_FILE)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write("\n".join(lines).rstrip() + "\n")
-  os.replace(tmp, path)
-  return path

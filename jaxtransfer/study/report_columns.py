@@ -23,6 +23,7 @@ came before).
 from __future__ import annotations
 
 import glob
+import math
 import os
 import re
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from jaxtransfer.core import workdir as workdir_lib
+from jaxtransfer.features import stages as stages_lib
 
 METRICS = {"train_accuracy": 100.0, "val_accuracy": 100.0,
            "train_loss": 1.0, "val_loss": 1.0}
@@ -53,13 +55,13 @@ def arm_values(arm_dir: str, values: dict[str, Any]) -> dict[str, Any]:
   stages = values.get("stages")
   if not stages:
     return values
-  from jaxtransfer.features.stages import stage_name
   last = last_stage_config(arm_dir) or {}
   out = {}
   for field, value in values.items():
     found = dotted(last, field)
     out[field] = value if found is None else found
-  out["stages"] = " -> ".join(stage_name(k, s) for k, s in enumerate(stages))
+  out["stages"] = " -> ".join(stages_lib.stage_name(k, s)
+                               for k, s in enumerate(stages))
   return out
 
 
@@ -170,4 +172,39 @@ def table_lines(workdir: str, study: dict, metrics: dict[str, list[dict]]
     seeds = len({r.get("seed", 0) for r in records})
     lines.append(f"| {arm['name']} | {seeds} | " + " | ".join(
         cell(c, arm, records, config) for c in columns) + " |")
+  return lines
+
+
+def cross_validation_lines(ran: list[dict], summaries: dict) -> list[str]:
+  """The cross-validation table of a study whose arms ran all folds: mean
+  +/- std over folds of the final validation accuracy and loss, and the
+  arm cross-validation picks (highest mean accuracy)."""
+  rows = []
+  for arm in ran:
+    summary = summaries[arm["name"]]
+    finals = [s for s in summary["seeds"]]
+    accuracies = [s["final_val_accuracy"] for s in finals]
+    losses = [s["final_val_loss"] for s in finals]
+    if any(a is None for a in accuracies):
+      continue
+    rows.append((arm["name"], len(finals), np.mean(accuracies),
+                 np.std(accuracies), np.mean(losses), np.std(losses)))
+  if not rows:
+    return []
+  choice = max(rows, key=lambda r: r[2])[0]
+  lines = ["", "## Cross-validation (final epoch, mean ± std over folds)", "",
+           "| arm | folds | val accuracy | val loss | CV choice |",
+           "|---|---|---|---|---|"]
+  for name, folds, acc, acc_sd, loss, loss_sd in rows:
+    lines.append(f"| {name} | {folds} | {acc:.4f} ± {acc_sd:.4f} | "
+                 f"{loss:.4f} ± {loss_sd:.4f} | "
+                 f"{'**chosen**' if name == choice else ''} |")
+  best, runner_up = sorted(rows, key=lambda r: -r[2])[:2] if len(rows) > 1 \
+      else (rows[0], None)
+  if runner_up is not None:
+    gap = best[2] - runner_up[2]
+    spread = math.hypot(best[3], runner_up[3])
+    lines += ["", f"Cross-validation picks **{best[0]}**: {gap:.4f} above "
+              f"{runner_up[0]} in mean validation accuracy (fold spread "
+              f"{spread:.4f}{'; within it' if gap <= spread else ''})."]
   return lines

@@ -51,10 +51,9 @@ from absl import logging
 import tqdm
 
 from jaxtransfer import data
-from jaxtransfer.core import configlib, distributed, workdir as workdir_lib
+from jaxtransfer.core import (configlib, distributed, registry,
+                              workdir as workdir_lib)
 from jaxtransfer.engine import experiment, training
-from jaxtransfer.features import stages
-from jaxtransfer.features.active import active_learning
 from jaxtransfer.study import report, vectorize
 from jaxtransfer.study.planning import (DATA_FIELDS, SOURCE_SUBDIR,
                                         STUDY_FIELDS, Arm, arm_config,
@@ -93,8 +92,9 @@ def run(config, workdir: str, *, fresh: bool = False) -> dict[str, Any]:
   if runnable:  # bad data fails before anything is written
     datasets.get(runnable[0])
   for run_config in runnable:  # as does a labelling budget the pool lacks
-    if active_learning.enabled(run_config):
-      active_learning.validate(run_config, len(datasets.get(run_config).train))
+    kind = registry.run_kind_of(run_config)
+    if kind is not None and kind.prepare is not None:
+      kind.prepare(run_config, datasets.get(run_config))
   # --fresh starts the whole study over: its plan, report and the arms'
   # and sources' runs move to archive/ too (they belong to the old config).
   with workdir_lib.claim(workdir, config_dict, fresh, whole=True):
@@ -159,16 +159,15 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
       hooks = training.Hooks(label=f"  {arm['name']}", bar_position=1,
                              on_epoch_end=lambda _: progress.advance(),
                              verbose=False)
-      if active_learning.enabled(run_config):
-        rounds = active_learning.run(run_config, arm_dir,
-                            dataset=datasets.get(run_config), hooks=hooks)
-        finals = [r for r in rounds if r["round"] == rounds[-1]["round"]]
-      elif stages.enabled(run_config):
-        history = stages.run(run_config, arm_dir,
+      kind = registry.run_kind_of(run_config)
+      if kind is not None:  # a feature's kind of run (staged, active, ...)
+        history = kind.train(run_config, arm_dir,
                              dataset=datasets.get(run_config), hooks=hooks)
-        finals = [r for r in history if r["epoch"] == history[-1]["epoch"]]
-        if tuple(run_config.eval.attacks):  # the last stage's model
-          experiment.evaluate(run_config, arm_dir, "latest")
+        last = history[-1]
+        finals = [r for r in history
+                  if all(r.get(k) == last.get(k) for k in ("round", "epoch"))]
+        if tuple(run_config.eval.attacks) and kind.final_run is not None:
+          experiment.evaluate(run_config, arm_dir, "latest")  # its final model
       else:
         history = training.train_and_evaluate(
             run_config, arm_dir, name=arm["name"],
@@ -220,19 +219,17 @@ def _run_sweeps(config, workdir, runnable, datasets, progress, plan):
 
 
 def _arm_epochs(config) -> int:
-  """Epochs an arm trains in all (an active-learning arm: every round of
-  every seed)."""
-  if active_learning.enabled(config):
-    return config.num_epochs * config.num_seeds * len(active_learning.round_sizes(config))
-  if stages.enabled(config):
-    return stages.total_epochs(config)
-  return config.num_epochs
+  """Epochs an arm trains in all (its kind of run's count: e.g. every
+  round of every seed of an active-learning arm)."""
+  kind = registry.run_kind_of(config)
+  return config.num_epochs if kind is None else kind.total_epochs(config)
 
 
 def _epochs_done(config, run_dir: str) -> int:
   """Epochs a run directory already holds (for the study's progress bar)."""
-  if active_learning.enabled(config):
-    return len(active_learning.read_rounds(run_dir)) * config.num_epochs
-  records = workdir_lib.read_metrics(run_dir)  # a staged arm's: continuous
+  kind = registry.run_kind_of(config)
+  if kind is not None:
+    return kind.epochs_done(config, run_dir)
+  records = workdir_lib.read_metrics(run_dir)
   return min(max((r["epoch"] for r in records), default=0),
              _arm_epochs(config))

@@ -26,12 +26,11 @@ from typing import Any
 import jax
 import ml_collections
 
-from jaxtransfer.core import (checkpoints, configlib, tensorboard_events,
+from jaxtransfer.core import (checkpoints, configlib, registry,
+                              tensorboard_events,
                               workdir as workdir_lib)
 from jaxtransfer.data import augment
 from jaxtransfer.engine import sweeps, training
-from jaxtransfer.features import stages
-from jaxtransfer.features.active import active_learning
 from jaxtransfer.core.errors import UserError
 
 GROUP_PREFIX = "sweep_"
@@ -55,7 +54,7 @@ def _signature(config) -> str:
 
 
 def _can_join(config) -> bool:
-  return not (stages.enabled(config) or active_learning.enabled(config)
+  return not (registry.run_kind_of(config) is not None
               or config.init == "autoencoder" or config.get("variants"))
 
 

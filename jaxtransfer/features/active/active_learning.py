@@ -46,12 +46,15 @@ import ml_collections
 import numpy as np
 
 from jaxtransfer import data
-from jaxtransfer.core import (checkpoints, configlib, distributed,
+from jaxtransfer.core import (checkpoints, configlib, distributed, registry,
                               workdir as workdir_lib)
-from jaxtransfer.engine import (experiment, initialization, steps, training, validation)
+from jaxtransfer.engine import (experiment, initialization, steps, training,
+                                validation)
 from jaxtransfer.core.errors import UserError
+from jaxtransfer.features.active import active_report
+# rounds.jsonl is active_report.py's to read; active_learning.<name> too.
+from jaxtransfer.features.active.active_report import ROUNDS_FILE, read_rounds
 
-ROUNDS_FILE = "rounds.jsonl"
 
 
 def _margin(probs, key):
@@ -180,14 +183,6 @@ def make_query(setup, strategy: str, count: int, from_features: bool):
 # ---------------------------------------------------------------------------
 # The chain.
 
-def read_rounds(workdir: str) -> list[dict[str, Any]]:
-  path = os.path.join(workdir, ROUNDS_FILE)
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 def _append_round(workdir: str, record: dict[str, Any]) -> None:
   with open(os.path.join(workdir, ROUNDS_FILE), "a") as f:
     f.write(json.dumps(record, sort_keys=True) + "\n")
@@ -231,7 +226,6 @@ def run(config, workdir: str, *, fresh: bool = False,
       _chain(config, workdir, seed, sizes, dataset, hooks)
   records = read_rounds(workdir)
   if distributed.is_primary():
-    from jaxtransfer.features.active import active_report
     logging.info("Report: %s", active_report.write_report(workdir))
   return records
 
@@ -335,3 +329,32 @@ class _PoolScorer:
     chosen, _ = self.compiled[count](variables, self.batches, jnp.asarray(mask),
                                      key)
     return np.sort(np.asarray(jax.device_get(chosen)).astype(np.int64))
+
+
+# ---------------------------------------------------------------------------
+# What this feature adds to the lab (core/registry.py).
+
+def _total_epochs(config) -> int:
+  """Epochs in all: every round of every seed."""
+  return config.num_epochs * config.num_seeds * len(round_sizes(config))
+
+
+def _epochs_done(config, run_dir: str) -> int:
+  return len(read_rounds(run_dir)) * config.num_epochs
+
+
+def _check(config) -> None:
+  if enabled(config):
+    validate(config)
+
+
+registry.config_check(_check)
+for _field, _value in (("active.strategy", ""), ("active.initial", 750),
+                       ("active.query_size", 50), ("active.budget", 1000)):
+  registry.default(_field, _value)
+registry.run_kind(registry.RunKind(
+    name="active", title="active learning", enabled=enabled,
+    switch=lambda config: f"config.active.strategy={config.active.strategy!r}",
+    train=run, final_run=None, total_epochs=_total_epochs,
+    epochs_done=_epochs_done,
+    prepare=lambda config, dataset: validate(config, len(dataset.train))))

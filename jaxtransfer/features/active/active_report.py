@@ -5,15 +5,24 @@ as a table (mean ± std over seeds, and each strategy's paired gain over
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import numpy as np
 
 from jaxtransfer.core import workdir as workdir_lib
-from jaxtransfer.features.active.active_learning import read_rounds
 
 PLOT_FILE = "active_learning.png"
+ROUNDS_FILE = "rounds.jsonl"  # a line per seed and round (active_learning.py)
+
+
+def read_rounds(workdir: str) -> list[dict[str, Any]]:
+  path = os.path.join(workdir, ROUNDS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
 
 
 def accuracy_table(records: list[dict[str, Any]]) -> dict[str, dict[int, np.ndarray]]:
@@ -113,5 +122,4 @@ def write_report(workdir: str) -> str:
   if scale:
     lines += [f"Scale: {scale}.", ""]
   lines += report_lines(records, os.path.join(workdir, PLOT_FILE), scale)
-  from jaxtransfer.study import report
-  return report.write_lines(workdir, lines)
+  return workdir_lib.write_lines(workdir, lines)

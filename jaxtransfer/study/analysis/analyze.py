@@ -40,13 +40,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxtransfer import data
-from jaxtransfer.core import checkpoints, workdir as workdir_lib
-from jaxtransfer.engine import experiment, run_setup, training
-from jaxtransfer.features import stages
-from jaxtransfer.features.analysis import probes
+from jaxtransfer.core import checkpoints, registry, workdir as workdir_lib
 from jaxtransfer.core.errors import UserError
+from jaxtransfer.engine import corruption_eval, experiment, run_setup, training
+from jaxtransfer.study import report
+from jaxtransfer.study.analysis import analysis_report, cka, probes
+from jaxtransfer.study.analysis.runs import ANALYSIS_DIR, run_dirs
 
-ANALYSIS_DIR = "analysis"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,28 +59,6 @@ class Options:
   corruption_examples: int = 0  # validation images per corruption (0: all)
   feature_length: int = probes.FEATURE_LENGTH
   batch_size: int = 250
-
-
-def run_dirs(workdir: str) -> list[tuple[str, str]]:
-  """(name, run directory) of what to analyse: a study's finished arms in
-  study order (a staged arm's last stage), or the run in `workdir`."""
-  study_file = os.path.join(workdir, "study.json")
-  if not os.path.exists(study_file):
-    if workdir_lib.read_config(workdir) is None:
-      raise UserError(f"{workdir} holds no jaxtransfer run or study")
-    return [(os.path.basename(os.path.normpath(workdir)), workdir)]
-  with open(study_file) as f:
-    plan = json.load(f)
-  found = []
-  for arm in plan["arms"]:
-    arm_dir = os.path.join(workdir, arm["name"])
-    if workdir_lib.read_config(arm_dir) and (
-        os.path.isdir(checkpoints.checkpoint_dir(arm_dir))
-        or stages.enabled(experiment.config_from_workdir(arm_dir))):
-      found.append((arm["name"], arm_dir))
-  if not found:
-    raise UserError(f"{workdir}: no arm of the study has a checkpoint yet")
-  return found
 
 
 @dataclasses.dataclass
@@ -97,8 +75,8 @@ class Loaded:
 
 def load_run(run_dir: str, datasets: dict) -> Loaded:
   config = experiment.config_from_workdir(run_dir)
-  if stages.enabled(config):
-    config, run_dir = stages.last_stage(config, run_dir)
+  if registry.run_kind_of(config) is not None:
+    config, run_dir = experiment.final_run(config, run_dir)
   if config.task == "autoencoder":
     raise UserError(f"{run_dir}: an autoencoder run has no classes to probe")
   key = json.dumps({f: config.get(f) for f in
@@ -233,7 +211,6 @@ def first_conv_kernels(variables) -> np.ndarray | None:
 def before_after_cka(run: Loaded, options: Options, after_feats) -> dict:
   """Per layer: linear and RBF CKA (and debiased linear) between the
   run's initial and final weights' features of the same images."""
-  from jaxtransfer.features.analysis import cka
   before = cka_features(run, options, run.initial)
   layers = sorted(after_feats, key=probes.layer_order)
   out = {}
@@ -249,70 +226,6 @@ def before_after_cka(run: Loaded, options: Options, after_feats) -> dict:
               next(iter(before.values())).shape[0])}
 
 
-def corruption_accuracies(config, setup, variables, split, specs,
-                          batch_size: int, limit: int = 0) -> dict:
-  """{'name:severity': [accuracy per seed]} of stacked `variables` on
-  `split` under each corruption: TFDS's cifar10_corrupted when it is
-  prepared (config.dataset cifar10, all classes), else the corruption
-  applied to the split's images on the host (robustness.py)."""
-  from jaxtransfer.data import robustness
-  evaluate = training.make_evaluator(setup)
-  extract = (training.make_feature_extractor(setup) if setup.feature_cache
-             else None)
-  images, labels = split.images, split.labels
-  if limit:
-    images, labels = images[:limit], labels[:limit]
-
-  def accuracy(corrupted):
-    eval_set = training.make_eval_set(corrupted, batch_size, setup)
-    if extract is not None:
-      eval_set.images = extract(variables, eval_set.images)
-    sums = jax.device_get(evaluate(variables, eval_set.images,
-                                   eval_set.labels, eval_set.weights))
-    return [float(c) / max(float(n), 1.0) for c, n in zip(
-        np.atleast_1d(sums["correct"]), np.atleast_1d(sums["count"]))]
-
-  found = {"clean": accuracy(data.Split(images, labels))}
-  for name, severity in corruption_list(specs):
-    prepared = _prepared_corrupted(config, name, severity)
-    found[f"{name}:{severity}"] = accuracy(prepared or data.Split(
-        robustness.corrupt(images, name, severity, seed=config.seed), labels))
-  return found
-
-
-def corruption_list(specs: str) -> list[tuple[str, int]]:
-  """'all', or comma-separated robustness.parse specs -> (name, severity)
-  pairs, in order, without repeats."""
-  from jaxtransfer.data import robustness
-  pairs = []
-  for spec in str(specs).split(","):
-    for pair in robustness.parse(spec.strip()):
-      if pair not in pairs:
-        pairs.append(pair)
-  return pairs
-
-
-def _prepared_corrupted(config, name: str, severity: int):
-  """The test split of TFDS cifar10_corrupted/<name>_<severity> when it is
-  prepared in the data dir and fits the run (CIFAR-10, every class)."""
-  if config.dataset != "cifar10" or tuple(config.classes):
-    return None
-  from jaxtransfer.data import robustness
-  import tensorflow_datasets as tfds
-  tfds_name = robustness.tfds_name(name, severity)
-  data_dir = data.resolve_data_dir(config)
-  try:  # never downloads: only a copy already prepared in the data dir
-    if not tfds.builder(tfds_name, data_dir=data_dir).is_prepared():
-      return None
-    source = tfds.data_source(tfds_name, split="test", data_dir=data_dir,
-                              download=False)
-  except Exception:  # pylint: disable=broad-except  (not prepared here)
-    return None
-  examples = [source[i] for i in range(len(source))]
-  return data.Split(np.stack([np.asarray(e["image"]) for e in examples]),
-                    np.asarray([e["label"] for e in examples], np.int32))
-
-
 def _load_json(path: str) -> dict:
   if not os.path.exists(path):
     return {}
@@ -325,10 +238,9 @@ def analyze(workdir: str, options: Options = Options(),
   """Runs every part for every run of `workdir` (skipping parts already
   done for the same checkpoint step), writes the pictures and the report.
   Returns the analysis directory."""
-  from jaxtransfer.features.analysis import analysis_report, cka
   if options.corruptions:  # a bad spec fails before any work, naming the flag
     try:
-      corruption_list(options.corruptions)
+      corruption_eval.corruption_list(options.corruptions)
     except UserError as e:
       raise UserError(str(e).replace("config.eval.corruptions=",
                                      "--corruptions=", 1)) from None
@@ -360,7 +272,7 @@ def analyze(workdir: str, options: Options = Options(),
       workdir_lib.write_json_atomic(path, done)
     part_done("CKA features")
     if options.corruptions and "corruptions" not in done:
-      accuracy = corruption_accuracies(
+      accuracy = corruption_eval.corruption_accuracies(
           run.config, run.setup, run.final, run.dataset.val,
           options.corruptions, options.batch_size,
           options.corruption_examples)
@@ -388,6 +300,16 @@ def analyze(workdir: str, options: Options = Options(),
                            [final_feats[b][l] for l in layers])).tolist()}
     workdir_lib.write_json_atomic(os.path.join(out_dir, "arms_cka.json"),
                                   pairs)
-  analysis_report.write(workdir)
+  write(workdir)
   return out_dir
 
+
+def write(workdir: str) -> str:
+  """Regenerates a study's report.md (which includes section()), or writes
+  a single run's analysis/report.md."""
+  if os.path.exists(os.path.join(workdir, "study.json")):
+    return report.write_report(workdir)
+  path = os.path.join(workdir, ANALYSIS_DIR, "report.md")
+  with open(path, "w") as f:
+    f.write("# Analysis\n" + "\n".join(analysis_report.section(workdir, inside=True)) + "\n")
+  return path

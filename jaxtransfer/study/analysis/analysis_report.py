@@ -12,17 +12,16 @@ import os
 
 import numpy as np
 
-from jaxtransfer.features.analysis import probes
+from jaxtransfer.study.analysis import probes, runs
 
 HEADING = "## Why partially training works: feature introspection"
 
 
 def _results(workdir: str) -> dict[str, dict]:
-  """{run name: its analysis json}, in the order analyze.run_dirs gives."""
-  from jaxtransfer.features.analysis import analyze
-  out_dir = os.path.join(workdir, analyze.ANALYSIS_DIR)
+  """{run name: its analysis json}, in the order runs.run_dirs gives."""
+  out_dir = os.path.join(workdir, runs.ANALYSIS_DIR)
   found = {}
-  for name, _ in analyze.run_dirs(workdir):
+  for name, _ in runs.run_dirs(workdir):
     path = os.path.join(out_dir, f"{name}.json")
     if os.path.exists(path):
       with open(path) as f:
@@ -154,14 +153,13 @@ def section(workdir: str, inside: bool = False) -> list[str]:
   """The report lines (and the plots they show, written beside them);
   [] when nothing was analysed. inside: the lines go into a file in the
   analysis directory itself (links without its name)."""
-  from jaxtransfer.features.analysis import analyze
   results = _results(workdir) if os.path.isdir(
-      os.path.join(workdir, analyze.ANALYSIS_DIR)) else {}
+      os.path.join(workdir, runs.ANALYSIS_DIR)) else {}
   results = {n: r for n, r in results.items() if "probes" in r}
   if not results:
     return []
-  out_dir = os.path.join(workdir, analyze.ANALYSIS_DIR)
-  rel = lambda f: f if inside else f"{analyze.ANALYSIS_DIR}/{f}"
+  out_dir = os.path.join(workdir, runs.ANALYSIS_DIR)
+  rel = lambda f: f if inside else f"{runs.ANALYSIS_DIR}/{f}"
   plot_probes(results, os.path.join(out_dir, "probes.png"))
   first = next(iter(results.values()))["probes"]
   lines = ["", HEADING, "",
@@ -272,37 +270,3 @@ def _corruption_lines(results) -> list[str]:
     lines.append(f"| {name} | {clean:.3f} | {mean:.3f} | " + " | ".join(
         f"{by_kind[k]:.3f}" for k in kinds) + " |")
   return lines
-
-
-def corruption_table(results: list[dict]) -> list[str]:
-  """--mode=eval's corruptions.md: accuracy per corruption (rows) and
-  severity (columns), mean over seeds, with the clean accuracy and the
-  mean over all."""
-  by = [r["val_corruption_accuracy"] for r in results]
-  names = sorted({k.split(":")[0] for k in by[0]})
-  severities = sorted({int(k.split(":")[1]) for k in by[0]})
-  cell = lambda key: (f"{np.mean([b[key] for b in by]):.4f}"
-                      if key in by[0] else "-")
-  lines = [f"# Accuracy under corruptions ({len(results)} seed(s))", "",
-           f"clean: {np.mean([r['val_accuracy'] for r in results]):.4f}; "
-           f"mean over corruptions: "
-           f"{np.mean([r['val_corruption_mean'] for r in results]):.4f}", "",
-           "| corruption | " + " | ".join(str(s) for s in severities) + " |",
-           "|---|" + "---|" * len(severities)]
-  for name in names:
-    lines.append(f"| {name} | " + " | ".join(cell(f"{name}:{s}")
-                                             for s in severities) + " |")
-  return lines
-
-
-def write(workdir: str) -> str:
-  """Regenerates a study's report.md (which includes section()), or writes
-  a single run's analysis/report.md."""
-  from jaxtransfer.features.analysis import analyze
-  from jaxtransfer.study import report
-  if os.path.exists(os.path.join(workdir, "study.json")):
-    return report.write_report(workdir)
-  path = os.path.join(workdir, analyze.ANALYSIS_DIR, "report.md")
-  with open(path, "w") as f:
-    f.write("# Analysis\n" + "\n".join(section(workdir, inside=True)) + "\n")
-  return path
