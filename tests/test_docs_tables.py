@@ -1,5 +1,5 @@
 """README's full-size seed-004 tables are printed by docs/parts/table.py
-from the parts' records filed under docs/; each filed part's numbers must
+from the parts' records filed under docs/results/; each filed part's numbers must
 agree with the study report its run wrote (report.py, an independent
 reading of the same records), every row README shows must be the script's,
 and the regularisation table's differences against no penalty are checked
@@ -33,7 +33,7 @@ def _by_arm(lines):
 @pytest.mark.parametrize("study", sorted(TABLE.STUDIES))
 def test_filed_parts_agree_with_their_reports_and_readme(study):
   rows = _by_arm(TABLE.rows(study))
-  parts_dir = os.path.join(ROOT, "docs", TABLE.STUDIES[study][0])
+  parts_dir = os.path.join(TABLE.RESULTS, TABLE.STUDIES[study][0])
   parts = (sorted(d for d in os.listdir(parts_dir)
                   if os.path.isdir(os.path.join(parts_dir, d)))
            if os.path.isdir(parts_dir) else [])
@@ -62,7 +62,7 @@ def test_filed_parts_agree_with_their_reports_and_readme(study):
 
 
 def _file_part(docs_dir, name, val, train, precise):
-  part = os.path.join(docs_dir, "sweep_reg_full", name)
+  part = os.path.join(docs_dir, TABLE.STUDIES["reg"][0], name)
   os.makedirs(part)
   with open(os.path.join(part, "metrics.jsonl"), "w") as f:
     for epoch in (1, 2):
