@@ -89,7 +89,7 @@ def rows(study, docs_dir=RESULTS):
   names = STUDIES[study][1]
   parts = {name: _part(study, name, docs_dir) for name in names}
   if study == "inits":
-    lines = ["| initialiser (kernel and bias) | seed's test % | here: test %, "
+    lines = ["| initialiser (kernel and bias) | write-up's test % | here: test %, "
              "stored BatchNorm statistics (per seed) | here: test %, precise "
              "statistics | here: train % |", "|---|---|---|---|---|"]
   else:
