@@ -1,4 +1,5 @@
-"""Every relative link in README.md and docs/**/*.md resolves.
+"""Every relative link in README.md, BENCHMARKS.md and docs/**/*.md
+resolves.
 
 Markdown links `[text](target)` and images `![alt](target)` are read from
 each file (fenced and indented code blocks and inline code spans skipped);
@@ -22,16 +23,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # exists, and tolerated while it does not. Remove an entry once merged.
 PENDING = {"docs/architecture.md"}
 
-_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]+)>?"
-                   r"(?:\s+\"[^\"]*\")?\s*\)")
+# [text](target "title"), text possibly over lines (not across a blank one)
+_LINK = re.compile(r"!?\[(?:[^\[\]\n]|\n(?!\n)|\[[^\[\]\n]*\])*\]"
+                   r"\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 
 
 def markdown_files(root=ROOT):
-  """README.md and every .md under docs/, as paths relative to root."""
-  files = ["README.md"] if os.path.exists(os.path.join(root, "README.md")) \
-      else []
+  """README.md, BENCHMARKS.md and every .md under docs/, as paths relative
+  to root."""
+  files = [name for name in ("README.md", "BENCHMARKS.md")
+           if os.path.exists(os.path.join(root, name))]
   for dirpath, dirnames, filenames in os.walk(os.path.join(root, "docs")):
     dirnames.sort()
     for name in sorted(filenames):
@@ -40,9 +43,9 @@ def markdown_files(root=ROOT):
   return files
 
 
-def _prose_lines(text):
+def _prose_lines(text, blank_code_spans=True):
   """(line number, line) outside fenced and indented code blocks, with
-  inline code spans blanked."""
+  inline code spans blanked unless blank_code_spans is False."""
   fence = None
   previous_blank = True
   in_indented = False
@@ -67,14 +70,20 @@ def _prose_lines(text):
     if not blank:
       in_indented = False
     previous_blank = blank
-    yield number, re.sub(r"(`+)(?:(?!\1).)+?\1", "", line)
+    yield number, (re.sub(r"(`+)(?:(?!\1).)+?\1", "", line)
+                   if blank_code_spans else line)
 
 
 def links(text):
-  """(line number, target) of every link and image in markdown text."""
+  """(line number, target) of every link and image in markdown text; a
+  link's text may run over several lines."""
+  lines = text.count("\n") + 1
+  prose = [""] * lines
   for number, line in _prose_lines(text):
-    for match in _LINK.finditer(line):
-      yield number, match.group(1)
+    prose[number - 1] = line
+  joined = "\n".join(prose)
+  for match in _LINK.finditer(joined):
+    yield joined.count("\n", 0, match.start()) + 1, match.group(1)
 
 
 def slug(heading):
@@ -90,7 +99,7 @@ def anchors(text):
   """The set of anchors GitHub makes for the headings of markdown text."""
   seen = {}
   result = set()
-  for _, line in _prose_lines(text):
+  for _, line in _prose_lines(text, blank_code_spans=False):
     match = re.match(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", line)
     if not match:
       continue
@@ -157,6 +166,7 @@ def test_a_broken_link_is_reported(tmp_path):
       "[fine](docs/guide/data.md) and [anchor](docs/guide/data.md#where-tfds-looks)\n"
       "[self](#lab) ![img](docs/missing.png) [gone](docs/guide/models.md)\n"
       "[bad anchor](docs/guide/data.md#where-data-lives)\n"
+      "[a link over\ntwo lines](docs/guide/gone.md)\n"
       "[web](https://example.com/x) [mail](mailto:a@b.c)\n"
       "`[in code](docs/nothing.md)`\n\n"
       "```\n[in a fence](docs/nothing.md)\n```\n")
@@ -166,6 +176,7 @@ def test_a_broken_link_is_reported(tmp_path):
       "README.md:4: docs/guide/models.md (no such file)",
       "README.md:5: docs/guide/data.md#where-data-lives "
       "(no heading #where-data-lives there)",
+      "README.md:6: docs/guide/gone.md (no such file)",
   ], problems
 
 
@@ -183,3 +194,9 @@ def test_slug_follows_github(heading, expected):
 
 def test_repeated_headings_get_numbered_anchors():
   assert anchors("# A\n## Notes\n## Notes\n") == {"a", "notes", "notes-1"}
+
+
+def test_anchors_keep_code_spans_and_skip_code_blocks():
+  text = ("## Seeds side by side (`config.seed_parallelism`)\n\n"
+          "```\n# not a heading\n```\n\n    # nor this\n")
+  assert anchors(text) == {"seeds-side-by-side-configseed_parallelism"}
