@@ -3,8 +3,8 @@
   python -m benchmarks.xla_cpu_flags [--repeats=60] [--models=v4,alexnet_bn]
 
 jaxtransfer trains on XLA:CPU wherever no accelerator is lent, and there
-the same seed-002 v4 step ran 2.3x slower than PyTorch (docs/
-joint_v4_batch.md). XLA:CPU has library back-ends behind flags (YNNPACK
+the same seed-002 v4 step ran 2.3x slower than PyTorch (docs/results/
+joint/joint_v4_batch.md). XLA:CPU has library back-ends behind flags (YNNPACK
 convolutions, oneDNN custom calls, XNNPACK). This times jaxtransfer's own
 compiled train step (`steps.make_train_step`, random uint8 pixels, batch
 32, compilation excluded) under each flag set, one fresh process per set

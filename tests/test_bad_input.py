@@ -1,5 +1,6 @@
 """Bad input: each case ends in a one-line `error:`, a non-zero exit status,
-and no file of the workdir changed (README, "Errors you may see")."""
+and no file of the workdir changed (docs/guide/runs.md, "Runs that stop, and
+errors you may see")."""
 
 import hashlib
 import json

@@ -1,9 +1,10 @@
-"""README's full-size seed-004 tables are printed by docs/parts/table.py
-from the parts' records filed under docs/; each filed part's numbers must
-agree with the study report its run wrote (report.py, an independent
-reading of the same records), every row README shows must be the script's,
-and the regularisation table's differences against no penalty are checked
-on made-up parts against a computation by hand."""
+"""The sweep studies' full-size tables (docs/studies/sweeps.md) are printed
+by docs/parts/table.py from the parts' records filed under docs/results/;
+each filed part's numbers must agree with the study report its run wrote
+(report.py, an independent reading of the same records), every row the
+study page shows must be the script's, and the regularisation table's
+differences against no penalty are checked on made-up parts against a
+computation by hand."""
 
 import importlib.util
 import json
@@ -13,6 +14,8 @@ import re
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the page that shows the full-size tables (README did, before docs/studies/)
+STUDY_PAGE = os.path.join(ROOT, "docs", "studies", "sweeps.md")
 
 
 def _table_module():
@@ -31,17 +34,17 @@ def _by_arm(lines):
 
 
 @pytest.mark.parametrize("study", sorted(TABLE.STUDIES))
-def test_filed_parts_agree_with_their_reports_and_readme(study):
+def test_filed_parts_agree_with_their_reports_and_study_page(study):
   rows = _by_arm(TABLE.rows(study))
-  parts_dir = os.path.join(ROOT, "docs", TABLE.STUDIES[study][0])
+  parts_dir = os.path.join(TABLE.RESULTS, TABLE.STUDIES[study][0])
   parts = (sorted(d for d in os.listdir(parts_dir)
                   if os.path.isdir(os.path.join(parts_dir, d)))
            if os.path.isdir(parts_dir) else [])
   if study == "inits":
     assert parts, "no filed part of the initialiser table"
   assert set(parts) <= set(rows), parts  # no stray directory
-  with open(os.path.join(ROOT, "README.md")) as f:
-    readme = f.read()
+  with open(STUDY_PAGE) as f:
+    page = f.read()
   for name in parts:
     with open(os.path.join(parts_dir, name, "report.md")) as f:
       report = f.read()
@@ -51,18 +54,18 @@ def test_filed_parts_agree_with_their_reports_and_readme(study):
     stored = re.search(rf"^\| {name} \| \d+ \| ([\d.]+ ± [\d.]+) \|",
                        table, re.M).group(1)
     assert f"| {stored} (" in rows[name], (name, rows[name])
-    # README shows the script's row for every filed part (bold aside)
+    # the study page shows the script's row for every filed part (bold aside)
     cells = [c.strip() for c in rows[name].split("|")[1:-1]]
-    readme_row = next(line for line in readme.splitlines()
+    page_row = next(line for line in page.splitlines()
                       if line.startswith(f"| {name} |")
                       and "±" in line and "(" in line)
-    readme_cells = [c.strip().replace("**", "")
-                    for c in readme_row.split("|")[1:-1]]
-    assert readme_cells == cells, (readme_cells, cells)
+    page_cells = [c.strip().replace("**", "")
+                  for c in page_row.split("|")[1:-1]]
+    assert page_cells == cells, (page_cells, cells)
 
 
 def _file_part(docs_dir, name, val, train, precise):
-  part = os.path.join(docs_dir, "sweep_reg_full", name)
+  part = os.path.join(docs_dir, TABLE.STUDIES["reg"][0], name)
   os.makedirs(part)
   with open(os.path.join(part, "metrics.jsonl"), "w") as f:
     for epoch in (1, 2):

@@ -14,8 +14,8 @@ ImageFilter.GaussianBlur() default (its radius is the standard deviation).
 Measured against that reading: sigma 1 cost v4 3.4 points at epoch 12
 (76.4% vs 79.8% for the unblurred recipe in PyTorch, which ends where
 jaxtransfer does), far from the seed's 25.5 (85.69 ->
-60.16); sigma 2 cost 9.2 at epoch 5 (60.2% vs 69.4%; README "Seed 002's
-numbers").
+60.16); sigma 2 cost 9.2 at epoch 5 (60.2% vs 69.4%; docs/studies/joint.md,
+"Results here").
 
   python -m jaxtransfer.main --config=configs/joint/blurred.py --workdir=workdirs/joint_blurred
   python -m jaxtransfer.main --config=configs/joint/blurred.py:smoke --workdir=/tmp/jt/joint_blurred

@@ -5,12 +5,13 @@ The recipe ("for all experiments"): SGD lr 0.01, momentum 0.9, weight decay
 1e-4, x0.1 every 10 epochs, 40 epochs; images scaled to [0, 1] and
 normalised with ImageNet's mean/std; random horizontal flips; 32 px (64 for
 v2.3). Batch 32: the seed does not give its own, and at its lr 0.01 the
-step count decides how far 40 epochs get. Measured on v4 (README, seed
-002's numbers): batch 128 underfits (78.93% at full size) where batch 32
-reaches 81.16%; on a 10,000-image subset 32 / 64 / 128 give 66.7 / 61.0 /
-51.4% after 15 epochs, and the same recipe written in PyTorch
-(benchmarks/v4_torch_reference.py) 67.5% at batch 32. loss = alpha * CE +
-beta * reconstruction (task='joint'); "no decoder" is task='classifier'.
+step count decides how far 40 epochs get. Measured on v4
+(docs/studies/joint.md, "Results here"): batch 128 underfits (78.93% at
+full size) where batch 32 reaches 81.16%; on a 10,000-image subset 32 /
+64 / 128 give 66.7 / 61.0 / 51.4% after 15 epochs, and the same recipe
+written in PyTorch (benchmarks/v4_torch_reference.py) 67.5% at batch 32.
+loss = alpha * CE + beta * reconstruction (task='joint'); "no decoder" is
+task='classifier'.
 
 Every config in configs/joint/ takes the arguments smoke, num_seeds=N
 (default 2) and arms=a+b (only those arms, e.g. v2.py:arms=v2.2-beta1).

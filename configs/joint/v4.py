@@ -8,7 +8,8 @@ arms that test the autoencoder's value, 40 epochs (common.py):
   dropout_l2norm 85.69  the same row with the seed's "L2 Norm regularizer"
                         read as PyTorch's hand-written sum(torch.norm(p)):
                         0.001 * ||w||_2 per tensor (l2_form='norm'). The seed
-                        gives no code. Measured here (README) at batch 128:
+                        gives no code. Measured here (docs/studies/joint.md)
+                        at batch 128:
                         78.93%, the squared form 78.75%: the form is not the
                         shortfall; at batch 32 (now the default) 81.16%
   stride2       82.99   the encoder's pool replaced by a stride-2 conv

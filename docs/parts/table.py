@@ -1,18 +1,20 @@
-"""Seed 004's full-size tables, assembled from parts run one arm at a time.
+"""The sweep studies' full-size tables (docs/studies/sweeps.md), assembled
+from parts run one arm at a time.
 
-A full-size seed-004 study (an arm is 2 seeds x 5 epochs x 50,000 images,
+A full-size sweep study (an arm is 2 seeds x 5 epochs x 50,000 images,
 ~55 min on the development VM's two cores; 10 or 8 arms) is longer than a
 session, and a workdir does not dependably survive from one session to the
 next. So each is run one arm per part, each part finishing inside a
 session (docs/parts/run.sh trains a part, computes its precise BatchNorm
-statistics and files its records in docs/<study dir>/<arm>/). A part is
-the same arm as in the study's one program: its seeds' keys and data order
-do not depend on the other arms (tests/test_sweeps.py checks model k of a
-vectorised sweep against its arm alone). This prints README's table from
+statistics and files its records in
+docs/results/sweeps/<study dir>/<arm>/). A part is the same arm as in the
+study's one program: its seeds' keys and data order do not depend on the
+other arms (tests/test_sweeps.py checks model k of a vectorised sweep
+against its arm alone). This prints the study page's table from
 whatever parts are filed:
 
-  python docs/parts/table.py inits    # docs/sweep_inits_full/
-  python docs/parts/table.py reg      # docs/sweep_reg_full/
+  python docs/parts/table.py inits    # docs/results/sweeps/sweep_inits_full/
+  python docs/parts/table.py reg      # docs/results/sweeps/sweep_reg_full/
 """
 
 import os
@@ -27,12 +29,15 @@ import numpy as np  # noqa: E402
 from configs.sweeps import initializers, regularization  # noqa: E402
 from jaxtransfer.core import workdir  # noqa: E402
 
-# study -> (directory under docs/, its arms in table order); run.sh maps
-# the same names to their configs
+# study -> (directory under docs/results/sweeps/, its arms in table order);
+# run.sh maps the same names to their configs
 STUDIES = {
     "inits": ("sweep_inits_full", list(initializers.SEED_ACCURACY)),
     "reg": ("sweep_reg_full", list(regularization.ARMS)),
 }
+
+# where run.sh files the parts, under the repository
+RESULTS = os.path.join(ROOT, "docs", "results", "sweeps")
 
 
 def _mean_std(values):
@@ -79,12 +84,12 @@ def _delta(values, reference):
   return f"{np.mean(values) - np.mean(reference):+.1f}".replace("-", "−")
 
 
-def rows(study, docs_dir=os.path.join(ROOT, "docs")):
-  """README's table for a study, as lines of markdown."""
+def rows(study, docs_dir=RESULTS):
+  """The study page's table for a study, as lines of markdown."""
   names = STUDIES[study][1]
   parts = {name: _part(study, name, docs_dir) for name in names}
   if study == "inits":
-    lines = ["| initialiser (kernel and bias) | seed's test % | here: test %, "
+    lines = ["| initialiser (kernel and bias) | write-up's test % | here: test %, "
              "stored BatchNorm statistics (per seed) | here: test %, precise "
              "statistics | here: train % |", "|---|---|---|---|---|"]
   else:

@@ -5,7 +5,8 @@ report gives; Keras's evaluate does the same) and with "precise" ones: the
 final weights' own statistics over the first 2,000 training images, in one
 pass (bn_momentum 0 for that pass).
 
-  python docs/sweep_inits_5k/precise_bn.py workdirs/sweep_inits_5k > docs/sweep_inits_5k/precise_bn.md
+  python docs/results/sweeps/sweep_inits_5k/precise_bn.py workdirs/sweep_inits_5k \
+      > docs/results/sweeps/sweep_inits_5k/precise_bn.md
 
 A large difference means the running statistics (momentum 0.99, an average
 over the last ~100 steps) lag weights that Adam is still moving fast.
@@ -14,8 +15,9 @@ over the last ~100 steps) lag weights that Adam is still moving fast.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
+# the repository root, four folders up (docs/results/sweeps/sweep_inits_5k/)
+sys.path.insert(0, os.path.abspath(os.path.join(
+    os.path.dirname(__file__), *[os.pardir] * 4)))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
