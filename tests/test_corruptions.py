@@ -1,4 +1,4 @@
-"""config.corruption (jaxtransfer/data/corruptions.py): the Gaussian blur against
+"""config.corruption (jaxtransfer/data/degrade.py): the Gaussian blur against
 torchvision's gaussian_blur (an independent implementation) away from the
 borders, and applied to every split that is read."""
 
@@ -7,7 +7,7 @@ import pytest
 
 from conftest import import_torchvision, needs_cifar10, tiny_config
 from jaxtransfer import data
-from jaxtransfer.data import corruptions
+from jaxtransfer.data import degrade
 from jaxtransfer.core.errors import UserError
 
 
@@ -17,7 +17,7 @@ def test_blur_matches_torchvision_inside_the_borders():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
   sigma = 1.5
-  ours = corruptions.apply(images, f"gaussian_blur:{sigma}").astype(float)
+  ours = degrade.apply(images, f"gaussian_blur:{sigma}").astype(float)
   radius = int(4 * sigma + 0.5)  # scipy's truncate=4
   theirs = functional.gaussian_blur(
       torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2),
@@ -30,16 +30,16 @@ def test_blur_matches_torchvision_inside_the_borders():
   assert np.abs(np.diff(ours, axis=1)).mean() < 0.5 * np.abs(
       np.diff(images.astype(float), axis=1)).mean()
   constant = np.full((1, 8, 8, 3), 77, np.uint8)
-  np.testing.assert_array_equal(corruptions.apply(constant, "gaussian_blur:2"),
+  np.testing.assert_array_equal(degrade.apply(constant, "gaussian_blur:2"),
                                 constant)
-  assert corruptions.apply(images, "") is images
+  assert degrade.apply(images, "") is images
 
 
 def test_grayscale_is_pils_luma_in_every_channel():
   from PIL import Image
   rng = np.random.default_rng(1)
   images = rng.integers(0, 256, (4, 9, 7, 3), dtype=np.uint8)
-  grey = corruptions.apply(images, "grayscale")
+  grey = degrade.apply(images, "grayscale")
   assert grey.shape == images.shape and grey.dtype == np.uint8
   for image, ours in zip(images, grey):
     theirs = np.asarray(Image.fromarray(image).convert("L"))
@@ -47,7 +47,7 @@ def test_grayscale_is_pils_luma_in_every_channel():
     assert np.abs(ours[..., 0].astype(int) - theirs).max() <= 1
     assert (ours == ours[..., :1]).all()
   single = images[..., :1]
-  assert corruptions.apply(single, "grayscale") is single
+  assert degrade.apply(single, "grayscale") is single
 
 
 @pytest.mark.parametrize("spec", ["gaussian_blur", "gaussian_blur:0",
@@ -67,5 +67,5 @@ def test_both_splits_are_blurred():
     a, b = getattr(plain, split), getattr(blurred, split)
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(
-        b.images, corruptions.apply(a.images, "gaussian_blur:1.0"))
+        b.images, degrade.apply(a.images, "gaussian_blur:1.0"))
     assert not np.array_equal(a.images, b.images)

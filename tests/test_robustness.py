@@ -1,4 +1,4 @@
-"""CIFAR-10-C corruptions (jaxtransfer/data/robustness.py) against independent
+"""CIFAR-10-C corruptions (jaxtransfer/data/cifar10_c.py) against independent
 computations written out here: numpy formulas, colorsys, scipy with every
 option spelled out, a brute-force reflect-101 correlation, PIL calls, noise
 statistics, and scikit-image itself where it is installed (the test extra).
@@ -13,7 +13,7 @@ import io
 import numpy as np
 import pytest
 
-from jaxtransfer.data import robustness
+from jaxtransfer.data import cifar10_c
 from jaxtransfer.core.errors import UserError
 
 # make_cifar_c.py (hendrycks/robustness), severities 1-5.
@@ -57,17 +57,17 @@ def script_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def test_the_parameters_are_the_scripts():
-  assert robustness.NAMES == tuple(SCRIPT)
-  assert robustness.SEVERITIES == (1, 2, 3, 4, 5)
+  assert cifar10_c.NAMES == tuple(SCRIPT)
+  assert cifar10_c.SEVERITIES == (1, 2, 3, 4, 5)
   for name, values in SCRIPT.items():
-    assert list(robustness.PARAMETERS[name]) == values, name
+    assert list(cifar10_c.PARAMETERS[name]) == values, name
 
 
-@pytest.mark.parametrize("name", robustness.NAMES)
+@pytest.mark.parametrize("name", cifar10_c.NAMES)
 def test_shape_kept_and_damage_grows_with_severity(name):
   damage = []
-  for severity in robustness.SEVERITIES:
-    out = robustness.corrupt(IMAGES, name, severity)
+  for severity in cifar10_c.SEVERITIES:
+    out = cifar10_c.corrupt(IMAGES, name, severity)
     assert out.shape == IMAGES.shape and out.dtype == np.uint8
     damage.append(np.abs(out.astype(float) - IMAGES).mean())
   assert damage[0] > 0.5, damage
@@ -76,7 +76,7 @@ def test_shape_kept_and_damage_grows_with_severity(name):
 
 def test_contrast_is_the_per_image_channel_mean_formula():
   for severity, c in enumerate(SCRIPT["contrast"], 1):
-    ours = robustness.corrupt(IMAGES, "contrast", severity)
+    ours = cifar10_c.corrupt(IMAGES, "contrast", severity)
     for image, out in zip(IMAGES, ours):
       x = image / 255.
       means = x.mean(axis=(0, 1), keepdims=True)
@@ -97,7 +97,7 @@ def test_brightness_is_hsv_value_plus_c_as_colorsys_computes_it():
       h, s, v = colorsys.rgb_to_hsv(r, g, b)
       expected.append(colorsys.hsv_to_rgb(h, s, min(max(v + c, 0.0), 1.0)))
     expected = script_uint8(np.array(expected)).reshape(IMAGES.shape)
-    ours = robustness.corrupt(IMAGES, "brightness", severity)
+    ours = cifar10_c.corrupt(IMAGES, "brightness", severity)
     # colorsys does the same arithmetic in another order: a value can land
     # on the other side of an integer before the truncation.
     diff = np.abs(ours.astype(int) - expected)
@@ -107,7 +107,7 @@ def test_brightness_is_hsv_value_plus_c_as_colorsys_computes_it():
 def test_gaussian_noise_has_std_c():
   grey = np.full((16, 32, 32, 3), 128, np.uint8)
   for severity, c in enumerate(SCRIPT["gaussian_noise"], 1):
-    noise = robustness.corrupt(grey, "gaussian_noise", severity) / 255.
+    noise = cifar10_c.corrupt(grey, "gaussian_noise", severity) / 255.
     noise = noise - 128 / 255.
     # 5 sigma from the clip at 0 and 1; truncation: mean -0.5 level.
     assert abs(noise.std() / c - 1) < 0.02, severity
@@ -119,13 +119,13 @@ def test_shot_noise_is_poisson_counts_over_c():
     flat = np.full((16, 32, 32, 3), level, np.uint8)
     x = level / 255.
     for severity, c in enumerate(SCRIPT["shot_noise"], 1):
-      out = robustness.corrupt(flat, "shot_noise", severity) / 255.
+      out = cifar10_c.corrupt(flat, "shot_noise", severity) / 255.
       # Var(Poisson(x c) / c) = x / c; the mean stays x (less the
       # truncation's half level).
       assert abs(out.var() / (x / c) - 1) < 0.05, (level, severity)
       assert abs((out.mean() - x) * 255 + 0.5) < 0.3, (level, severity)
   # Counts over c: every value is k / c (before * 255 and truncation).
-  out = robustness.corrupt(np.full((2, 8, 8, 3), 90, np.uint8),
+  out = cifar10_c.corrupt(np.full((2, 8, 8, 3), 90, np.uint8),
                            "shot_noise", 5)
   counts = np.arange(0, 51)
   assert set(np.unique(out)) <= set((counts / 50 * 255).astype(np.uint8))
@@ -134,7 +134,7 @@ def test_shot_noise_is_poisson_counts_over_c():
 def test_impulse_noise_flips_a_fraction_amount_to_salt_or_pepper():
   grey = np.full((16, 32, 32, 3), 100, np.uint8)
   for severity, amount in enumerate(SCRIPT["impulse_noise"], 1):
-    out = robustness.corrupt(grey, "impulse_noise", severity)
+    out = cifar10_c.corrupt(grey, "impulse_noise", severity)
     changed = out != 100
     assert set(np.unique(out[changed])) <= {0, 255}
     n = changed.size
@@ -148,23 +148,23 @@ def test_impulse_noise_flips_a_fraction_amount_to_salt_or_pepper():
 def test_impulse_and_brightness_and_blur_are_scikit_images():
   sk = pytest.importorskip("skimage")
   from skimage.filters import gaussian
-  index = robustness.NAMES.index("impulse_noise")
+  index = cifar10_c.NAMES.index("impulse_noise")
   for severity, amount in enumerate(SCRIPT["impulse_noise"], 1):
-    ours = robustness.corrupt(IMAGES, "impulse_noise", severity, seed=3)
+    ours = cifar10_c.corrupt(IMAGES, "impulse_noise", severity, seed=3)
     for i, image in enumerate(IMAGES):
       rng = np.random.default_rng([3, index, severity, i])  # documented
       noisy = sk.util.random_noise(image / 255., mode="s&p", amount=amount,
                                    rng=rng)
       np.testing.assert_array_equal(ours[i], script_uint8(noisy))
   for severity, c in enumerate(SCRIPT["brightness"], 1):
-    ours = robustness.corrupt(IMAGES, "brightness", severity)
+    ours = cifar10_c.corrupt(IMAGES, "brightness", severity)
     for image, out in zip(IMAGES, ours):
       hsv = sk.color.rgb2hsv(image / 255.)
       hsv[:, :, 2] = np.clip(hsv[:, :, 2] + c, 0, 1)
       np.testing.assert_array_equal(out, script_uint8(
           sk.color.hsv2rgb(hsv)))
   for severity, sigma in enumerate(SCRIPT["gaussian_blur"], 1):
-    ours = robustness.corrupt(IMAGES, "gaussian_blur", severity)
+    ours = cifar10_c.corrupt(IMAGES, "gaussian_blur", severity)
     for image, out in zip(IMAGES, ours):
       np.testing.assert_array_equal(out, script_uint8(
           gaussian(image / 255., sigma=sigma, channel_axis=-1)))
@@ -175,7 +175,7 @@ def test_gaussian_blur_is_scipys_with_skimages_defaults():
   for size in (32, 7):
     images = natural_images(3, size, seed=size)
     for severity, sigma in enumerate(SCRIPT["gaussian_blur"], 1):
-      ours = robustness.corrupt(images, "gaussian_blur", severity)
+      ours = cifar10_c.corrupt(images, "gaussian_blur", severity)
       for image, out in zip(images, ours):
         expected = ndimage.gaussian_filter(
             image / 255., sigma=(sigma, sigma, 0), mode="nearest", cval=0,
@@ -198,7 +198,7 @@ def brute_force_correlation(image: np.ndarray, kernel: np.ndarray):
 
 def test_defocus_kernel_is_a_blurred_disk_that_sums_to_one():
   for radius, alias_blur in SCRIPT["defocus_blur"]:
-    kernel = robustness.disk(radius, alias_blur)
+    kernel = cifar10_c.disk(radius, alias_blur)
     assert kernel.shape == (17, 17) and kernel.dtype == np.float32
     assert abs(kernel.sum(dtype=np.float64) - 1) < 1e-6
     np.testing.assert_array_equal(kernel, kernel.T)
@@ -218,8 +218,8 @@ def test_defocus_blur_is_a_reflect_101_correlation_per_channel():
     images = natural_images(3, size, seed=size)
     for severity, (radius, alias_blur) in enumerate(SCRIPT["defocus_blur"],
                                                     1):
-      kernel = robustness.disk(radius, alias_blur).astype(np.float64)
-      ours = robustness.corrupt(images, "defocus_blur", severity)
+      kernel = cifar10_c.disk(radius, alias_blur).astype(np.float64)
+      ours = cifar10_c.corrupt(images, "defocus_blur", severity)
       for image, out in zip(images, ours):
         expected = script_uint8(brute_force_correlation(image / 255.,
                                                         kernel))
@@ -236,9 +236,9 @@ def test_defocus_blur_is_opencvs_where_installed():
     aliased = np.array((xs ** 2 + ys ** 2) <= radius ** 2, dtype=np.float32)
     aliased /= np.sum(aliased)
     kernel = cv2.GaussianBlur(aliased, ksize=(3, 3), sigmaX=alias_blur)
-    np.testing.assert_array_equal(robustness.disk(radius, alias_blur),
+    np.testing.assert_array_equal(cifar10_c.disk(radius, alias_blur),
                                   kernel)
-    ours = robustness.corrupt(IMAGES, "defocus_blur", severity)
+    ours = cifar10_c.corrupt(IMAGES, "defocus_blur", severity)
     for image, out in zip(IMAGES, ours):
       x = image / 255.
       channels = [cv2.filter2D(x[:, :, d], -1, kernel) for d in range(3)]
@@ -252,14 +252,14 @@ def test_pixelate_and_jpeg_are_pils():
     images = natural_images(3, 32, seed=1)[:, :size[0], :size[1]]
     height, width = size
     for severity, c in enumerate(SCRIPT["pixelate"], 1):
-      ours = robustness.corrupt(images, "pixelate", severity)
+      ours = cifar10_c.corrupt(images, "pixelate", severity)
       for image, out in zip(images, ours):
         small = Image.fromarray(image).resize(
             (int(width * c), int(height * c)), Image.BOX)
         np.testing.assert_array_equal(
             out, np.asarray(small.resize((width, height), Image.BOX)))
     for severity, quality in enumerate(SCRIPT["jpeg_compression"], 1):
-      ours = robustness.corrupt(images, "jpeg_compression", severity)
+      ours = cifar10_c.corrupt(images, "jpeg_compression", severity)
       for image, out in zip(images, ours):
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, "JPEG", quality=quality)
@@ -269,62 +269,62 @@ def test_pixelate_and_jpeg_are_pils():
 @pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise",
                                   "impulse_noise"])
 def test_noise_is_deterministic_per_seed_and_image(name):
-  a = robustness.corrupt(IMAGES, name, 3, seed=5)
-  np.testing.assert_array_equal(a, robustness.corrupt(IMAGES, name, 3, 5))
-  assert not np.array_equal(a, robustness.corrupt(IMAGES, name, 3, seed=6))
+  a = cifar10_c.corrupt(IMAGES, name, 3, seed=5)
+  np.testing.assert_array_equal(a, cifar10_c.corrupt(IMAGES, name, 3, 5))
+  assert not np.array_equal(a, cifar10_c.corrupt(IMAGES, name, 3, seed=6))
   assert not np.array_equal(a[0], a[1])  # images draw their own noise
   # Chunks with start= their offset: the same as one call.
   chunks = np.concatenate([
-      robustness.corrupt(IMAGES[:3], name, 3, seed=5),
-      robustness.corrupt(IMAGES[3:], name, 3, seed=5, start=3)])
+      cifar10_c.corrupt(IMAGES[:3], name, 3, seed=5),
+      cifar10_c.corrupt(IMAGES[3:], name, 3, seed=5, start=3)])
   np.testing.assert_array_equal(a, chunks)
   # Each (name, severity) its own stream: not severity 3's noise rescaled.
-  other = robustness.corrupt(IMAGES, name, 4, seed=5)
+  other = cifar10_c.corrupt(IMAGES, name, 4, seed=5)
   assert not np.array_equal((a != IMAGES), (other != IMAGES))
 
 
 def test_deterministic_corruptions_ignore_the_seed():
   for name in ("defocus_blur", "contrast", "jpeg_compression"):
     np.testing.assert_array_equal(
-        robustness.corrupt(IMAGES, name, 2, seed=0),
-        robustness.corrupt(IMAGES, name, 2, seed=9))
+        cifar10_c.corrupt(IMAGES, name, 2, seed=0),
+        cifar10_c.corrupt(IMAGES, name, 2, seed=9))
 
 
 def test_one_channel_images_are_corrupted_as_grey_rgb():
   grey = IMAGES[..., :1]
-  for name in robustness.NAMES:
-    out = robustness.corrupt(grey, name, 4, seed=1)
+  for name in cifar10_c.NAMES:
+    out = cifar10_c.corrupt(grey, name, 4, seed=1)
     assert out.shape == grey.shape and out.dtype == np.uint8
-    rgb = robustness.corrupt(np.repeat(grey, 3, -1), name, 4, seed=1)
+    rgb = cifar10_c.corrupt(np.repeat(grey, 3, -1), name, 4, seed=1)
     np.testing.assert_array_equal(out, rgb[..., :1])
-  rgb = robustness.corrupt(np.repeat(grey, 3, -1), "brightness", 4)
+  rgb = cifar10_c.corrupt(np.repeat(grey, 3, -1), "brightness", 4)
   np.testing.assert_array_equal(rgb, np.repeat(rgb[..., :1], 3, -1))
 
 
 def test_bad_arrays_and_names_raise():
   with pytest.raises(ValueError, match="uint8"):
-    robustness.corrupt(IMAGES.astype(np.float32), "contrast", 1)
+    cifar10_c.corrupt(IMAGES.astype(np.float32), "contrast", 1)
   with pytest.raises(ValueError, match="shape"):
-    robustness.corrupt(IMAGES[0], "contrast", 1)
+    cifar10_c.corrupt(IMAGES[0], "contrast", 1)
   with pytest.raises(ValueError, match="unknown corruption"):
-    robustness.corrupt(IMAGES, "fog", 1)
+    cifar10_c.corrupt(IMAGES, "fog", 1)
   with pytest.raises(ValueError, match="severity"):
-    robustness.corrupt(IMAGES, "contrast", 6)
-  empty = robustness.corrupt(IMAGES[:0], "gaussian_noise", 1)
+    cifar10_c.corrupt(IMAGES, "contrast", 6)
+  empty = cifar10_c.corrupt(IMAGES[:0], "gaussian_noise", 1)
   assert empty.shape == (0, 32, 32, 3)
 
 
 def test_parse_good_specs():
-  assert robustness.parse("gaussian_noise:3") == [("gaussian_noise", 3)]
-  assert robustness.parse("pixelate") == [("pixelate", s)
+  assert cifar10_c.parse("gaussian_noise:3") == [("gaussian_noise", 3)]
+  assert cifar10_c.parse("pixelate") == [("pixelate", s)
                                           for s in range(1, 6)]
-  everything = robustness.parse("all")
+  everything = cifar10_c.parse("all")
   assert len(everything) == 45 and len(set(everything)) == 45
   assert everything[:2] == [("gaussian_noise", 1), ("gaussian_noise", 2)]
-  assert robustness.parse("all:2") == [(n, 2) for n in robustness.NAMES]
-  assert robustness.parse(" contrast:1 , contrast , jpeg_compression:5") == (
+  assert cifar10_c.parse("all:2") == [(n, 2) for n in cifar10_c.NAMES]
+  assert cifar10_c.parse(" contrast:1 , contrast , jpeg_compression:5") == (
       [("contrast", s) for s in range(1, 6)] + [("jpeg_compression", 5)])
-  assert robustness.parse("") == []
+  assert cifar10_c.parse("") == []
 
 
 @pytest.mark.parametrize("spec,bad", [
@@ -333,17 +333,17 @@ def test_parse_good_specs():
     ("pixelate,", "''"), ("Contrast", "'Contrast'")])
 def test_parse_bad_specs_name_the_field_the_part_and_the_choices(spec, bad):
   with pytest.raises(UserError) as raised:
-    robustness.parse(spec)
+    cifar10_c.parse(spec)
   message = str(raised.value)
   assert message.startswith(f"config.eval.corruptions={spec!r}: ")
   assert bad in message and "\n" not in message
-  assert all(name in message for name in robustness.NAMES)
+  assert all(name in message for name in cifar10_c.NAMES)
 
 
 def test_tfds_names():
-  assert robustness.tfds_name("gaussian_noise", 3) == (
+  assert cifar10_c.tfds_name("gaussian_noise", 3) == (
       "cifar10_corrupted/gaussian_noise_3")
-  assert robustness.tfds_name("jpeg_compression", 5) == (
+  assert cifar10_c.tfds_name("jpeg_compression", 5) == (
       "cifar10_corrupted/jpeg_compression_5")
   with pytest.raises(ValueError):
-    robustness.tfds_name("glass_blur", 1)
+    cifar10_c.tfds_name("glass_blur", 1)

@@ -1,4 +1,4 @@
-"""Vectorised sweeps (sweeps.py): model k of a run with config.variants is
+"""Vectorised sweeps (variants.py): model k of a run with config.variants is
 its variant's run alone: bit for bit with seed_parallelism='unroll', to
 float tolerance with 'vmap'."""
 
@@ -8,7 +8,7 @@ import pytest
 
 from conftest import needs_cifar10, tiny_config
 from jaxtransfer.core import checkpoints
-from jaxtransfer.engine import steps, sweeps, training, validation
+from jaxtransfer.engine import steps, variants, training, validation
 from jaxtransfer.core.errors import UserError
 
 # Fields of a record that are timings, not results.
@@ -64,8 +64,8 @@ def _compare(tmp_path, parallelism, exact, **overrides):
   assert [r["seed"] for r in history[:3 * seeds]] == [
       s + k for s in (0, 0, 5) for k in range(seeds)]
   params, step = _results(tmp_path / "sweep")
-  sliced = sweeps.split_models(params, config)
-  for variant, alone_config in zip(VARIANTS, sweeps.variant_configs(config)):
+  sliced = variants.split_models(params, config)
+  for variant, alone_config in zip(VARIANTS, variants.variant_configs(config)):
     name = variant["name"]
     alone_dir = tmp_path / name
     alone = training.train_and_evaluate(alone_config, str(alone_dir))
@@ -137,13 +137,13 @@ def test_variants_are_checked():
 def test_hyper_keeps_agreeing_scalars_python_numbers():
   config = _config()
   config.variants = VARIANTS
-  hyper = sweeps.Hyper.from_config(config)
+  hyper = variants.Hyper.from_config(config)
   assert len(hyper.per_model) == 6
   assert set(hyper.varying) == {"learning_rate", "kernel_l2", "bias_l1"}
   assert hyper.shared()["weight_decay"] == 0.0
   np.testing.assert_allclose(hyper.stacked()["learning_rate"],
                              [1e-3, 1e-3, 3e-3, 3e-3, 1e-3, 1e-3])
-  groups = sweeps.init_groups(config)
+  groups = variants.init_groups(config)
   assert [g[1] for g in groups] == [slice(0, 2), slice(2, 4), slice(4, 6)]
 
 

@@ -21,7 +21,7 @@ from absl import logging
 import numpy as np
 
 from jaxtransfer.core import configlib
-from jaxtransfer.data import corruptions, dataset_spec, kfold
+from jaxtransfer.data import degrade, dataset_spec, kfold
 from jaxtransfer.data.dataset_spec import open_builder, resolve_data_dir  # noqa: F401
 from jaxtransfer.core.errors import UserError
 # The arrays and their model input are arrays.py's; data.<name> stays theirs.
@@ -203,7 +203,7 @@ def validate_data_fields(config) -> None:
                 "stored_size"):
     configlib.require(config[field] >= 0, field, config[field],
              "must be 0 (all) or a positive count")
-  corruptions.parse(config.get("corruption", ""))
+  degrade.parse(config.get("corruption", ""))
   fraction = config.get("holdout_fraction", 0.0)
   configlib.require(0.0 <= fraction < 1.0, "holdout_fraction", fraction,
            "must be in [0, 1) (0: use holdout_size)")
@@ -297,7 +297,7 @@ def _load(config, builder, spec: dataset_spec.Spec, validation_only: bool,
       raise UserError(f"{where} has no examples of the selected classes")
     read_split = _decode(source(split), indices, spec.class_map,
                          spec.stored_shape, resize, chunk, where)
-    return Split(corruptions.apply(read_split.images,
+    return Split(degrade.apply(read_split.images,
                                    config.get("corruption", "")),
                  read_split.labels)
 

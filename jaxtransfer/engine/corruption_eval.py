@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from jaxtransfer import data
-from jaxtransfer.data import robustness
+from jaxtransfer.data import cifar10_c
 from jaxtransfer.engine import training
 
 
@@ -18,7 +18,7 @@ def corruption_accuracies(config, setup, variables, split, specs,
   """{'name:severity': [accuracy per seed]} of stacked `variables` on
   `split` under each corruption: TFDS's cifar10_corrupted when it is
   prepared (config.dataset cifar10, all classes), else the corruption
-  applied to the split's images on the host (robustness.py)."""
+  applied to the split's images on the host (cifar10_c.py)."""
   evaluate = training.make_evaluator(setup)
   extract = (training.make_feature_extractor(setup) if setup.feature_cache
              else None)
@@ -39,16 +39,16 @@ def corruption_accuracies(config, setup, variables, split, specs,
   for name, severity in corruption_list(specs):
     prepared = _prepared_corrupted(config, name, severity)
     found[f"{name}:{severity}"] = accuracy(prepared or data.Split(
-        robustness.corrupt(images, name, severity, seed=config.seed), labels))
+        cifar10_c.corrupt(images, name, severity, seed=config.seed), labels))
   return found
 
 
 def corruption_list(specs: str) -> list[tuple[str, int]]:
-  """'all', or comma-separated robustness.parse specs -> (name, severity)
+  """'all', or comma-separated cifar10_c.parse specs -> (name, severity)
   pairs, in order, without repeats."""
   pairs = []
   for spec in str(specs).split(","):
-    for pair in robustness.parse(spec.strip()):
+    for pair in cifar10_c.parse(spec.strip()):
       if pair not in pairs:
         pairs.append(pair)
   return pairs
@@ -60,7 +60,7 @@ def _prepared_corrupted(config, name: str, severity: int):
   if config.dataset != "cifar10" or tuple(config.classes):
     return None
   import tensorflow_datasets as tfds
-  tfds_name = robustness.tfds_name(name, severity)
+  tfds_name = cifar10_c.tfds_name(name, severity)
   data_dir = data.resolve_data_dir(config)
   try:  # never downloads: only a copy already prepared in the data dir
     if not tfds.builder(tfds_name, data_dir=data_dir).is_prepared():

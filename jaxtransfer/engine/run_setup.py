@@ -17,7 +17,7 @@ from jaxtransfer import data, models
 from jaxtransfer.core import distributed
 from jaxtransfer.data import augment, kfold
 from jaxtransfer.engine import (attacks, freezing, initialization, optimizers,
-                                sweeps, tasks)
+                                tasks, variants)
 from jaxtransfer.engine.steps import (Setup, TrainState, make_mesh,
                                       model_variables, resolve_seed_parallelism,
                                       seeds_of)
@@ -54,7 +54,7 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
                                           trainable)
   model = models.make_model(config, num_classes, frozen_norms=frozen_norms)
   task = tasks.make_task(config, num_classes)
-  hyper = sweeps.Hyper.from_config(config)
+  hyper = variants.Hyper.from_config(config)
 
   def make_tx(scalars):  # one model's optimizer (only masked parameters move)
     base, _ = optimizers.make_optimizer(config, steps_per_epoch, scalars)
@@ -108,7 +108,7 @@ def build_setup(config, num_classes: int, steps_per_epoch: int,
   # (same shapes); training runs `model` (an initialiser is not applied).
   groups = [(model if one is config else models.make_model(
       one, num_classes, frozen_norms=frozen_norms), models_slice)
-            for one, models_slice in sweeps.init_groups(config)]
+            for one, models_slice in variants.init_groups(config)]
 
   def init_state(keys, params=None, batch_stats=None) -> TrainState:
     parts = [jax.vmap(functools.partial(init_one, init_model))(

@@ -17,7 +17,7 @@ import optax
 
 from jaxtransfer.core.errors import UserError
 from jaxtransfer.data import augment
-from jaxtransfer.engine import sweeps
+from jaxtransfer.engine import variants
 
 
 @flax.struct.dataclass
@@ -52,8 +52,8 @@ class RunKeys:
 
 def seeds_of(config) -> list[int]:
   """The seed of every model on the run's model axis: config.seed + k, or
-  each variant's seeds in turn (sweeps.py)."""
-  return sweeps.model_seeds(config)
+  each variant's seeds in turn (variants.py)."""
+  return variants.model_seeds(config)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,9 +83,9 @@ class Setup:
   # attack on the current model (attacks.adversarial_inputs); None: off.
   adversarial: Any = None  # an attacks.Attack
   # Every model's step scalars (learning rate, weight decay, regulariser
-  # strengths, loss weights: sweeps.Hyper) and the optimizer built from one
+  # strengths, loss weights: variants.Hyper) and the optimizer built from one
   # model's (`tx` is model 0's, for the state's structure).
-  hyper: sweeps.Hyper | None = None
+  hyper: variants.Hyper | None = None
   make_tx: Callable[[dict], optax.GradientTransformation] | None = None
   # K-fold with all folds side by side: each model's evaluation set is its
   # own fold (stacked on the model axis: steps.stacked_eval_set).

@@ -36,7 +36,7 @@ import numpy as np
 from jaxtransfer import data
 from jaxtransfer.core import distributed
 from jaxtransfer.data import augment
-from jaxtransfer.engine import attacks, freezing, sweeps, tasks
+from jaxtransfer.engine import attacks, freezing, variants, tasks
 # The state, keys, Setup and forward pass are state.py's; steps.<name>
 # stays theirs too.
 from jaxtransfer.engine.state import (RunKeys, Setup, TrainState,  # noqa: F401
@@ -122,7 +122,7 @@ def _examples_axis(setup: Setup):
 def make_train_step(setup: Setup):
   """train_step over stacked models: per-model state, order, key and step
   scalars; shared data."""
-  return sweeps.over_models(functools.partial(train_step, setup),
+  return variants.over_models(functools.partial(train_step, setup),
                             (0, _examples_axis(setup), None, 0, 0),
                             setup.seed_parallelism, setup.hyper)
 
@@ -157,7 +157,7 @@ def make_evaluator(setup: Setup):
   --mode=eval share it, so a restored checkpoint evaluates to exactly the
   logged numbers."""
   axis = 0 if setup.per_model_eval else None
-  return jax.jit(sweeps.over_models(
+  return jax.jit(variants.over_models(
       functools.partial(evaluate_batches, setup),
       (0, 0 if setup.per_model_eval else _examples_axis(setup), axis, axis),
       setup.seed_parallelism, setup.hyper))

@@ -31,7 +31,7 @@ from jaxtransfer import data
 from jaxtransfer.core import (checkpoints, configlib, distributed,
                               tensorboard_events, workdir as workdir_lib)
 from jaxtransfer.data import augment, kfold
-from jaxtransfer.engine import freezing, run_setup, sweeps, validation
+from jaxtransfer.engine import freezing, run_setup, variants, validation
 from jaxtransfer.core.errors import UserError, brief
 # The step machinery lives in steps.py; these names are part of this
 # module's interface too (benchmarks and tests use them from here).
@@ -378,18 +378,18 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
         **normalization_record(config, setup),
         **memory_usage(),
     }
-    rates = sweeps.learning_rates(config, steps_per_epoch,
+    rates = variants.learning_rates(config, steps_per_epoch,
                                   epoch * steps_per_epoch)
     folds = _fold_fields(config, dataset)
     records = [{**shared, "seed": seed, **({"variant": variant} if variant
                                           else {}), **folds[index],
                 "learning_rate": rate, **train, **val}
                for index, (seed, variant, rate, train, val) in enumerate(zip(
-                   seeds, sweeps.model_variants(config), rates,
+                   seeds, variants.model_variants(config), rates,
                    seed_records(setup.task, train_sums, "train"),
                    seed_records(setup.task, val_sums, "val")))]
     for record, scalars in zip(records, setup.hyper.per_model):
-      if not any(scalars[f] for f in sweeps.REGULARIZERS):
+      if not any(scalars[f] for f in variants.REGULARIZERS):
         # A sweep's model without a regulariser: its record is its arm's.
         record.pop("train_regularization", None)
         record.pop("train_total_loss", None)

@@ -13,7 +13,7 @@ from jaxtransfer import data, models
 from jaxtransfer.core import configlib, registry
 from jaxtransfer.core.errors import UserError
 from jaxtransfer.data import views
-from jaxtransfer.engine import attacks, freezing, initialization, optimizers, sweeps
+from jaxtransfer.engine import attacks, freezing, initialization, optimizers, variants
 from jaxtransfer.models import conversion
 
 
@@ -145,9 +145,9 @@ def validate(config) -> None:
   for check in registry.config_checks():  # each feature's own fields
     check(config)
   if tuple(config.get("variants", ()) or ()):
-    sweeps.validate(config)
-    for variant, one in zip(sweeps.variants(config),
-                            sweeps.variant_configs(config)):
+    variants.validate(config)
+    for variant, one in zip(variants.variants(config),
+                            variants.variant_configs(config)):
       try:
         validate(one)
       except UserError as e:

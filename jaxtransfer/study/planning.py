@@ -17,7 +17,7 @@ import ml_collections
 
 from jaxtransfer.core import configlib, workdir as workdir_lib
 from jaxtransfer.core.errors import UserError
-from jaxtransfer.engine import experiment, initialization, sweeps, validation
+from jaxtransfer.engine import experiment, initialization, variants, validation
 from jaxtransfer.models import conversion
 
 
@@ -273,7 +273,7 @@ def plan_study(config, workdir: str):
       except UserError as e:
         raise UserError(f"study arm {arm.name}: {e}") from None
     run_dict = configlib.to_dict(run)  # JSON values, for study.json
-    values = {f: sweeps.get_field(run_dict, f) for f in fields}
+    values = {f: variants.get_field(run_dict, f) for f in fields}
     entry = {"name": arm.name, "values": values, "init": run.init,
              "freeze": run.freeze, "status": "skipped" if reason else "planned",
              "reason": reason, "notes": arm.notes}

@@ -1,5 +1,5 @@
 """config.study.vectorize=True: a study's arms that differ only in
-sweeps.VECTOR_FIELDS train as one program (sweeps.py), then each arm gets
+variants.VECTOR_FIELDS train as one program (variants.py), then each arm gets
 its own ordinary, finished run directory.
 
   <workdir>/sweep_<k>/   the program of group k: config.json with the arms
@@ -30,7 +30,7 @@ from jaxtransfer.core import (checkpoints, configlib, registry,
                               tensorboard_events,
                               workdir as workdir_lib)
 from jaxtransfer.data import augment
-from jaxtransfer.engine import sweeps, training
+from jaxtransfer.engine import variants, training
 from jaxtransfer.core.errors import UserError
 
 GROUP_PREFIX = "sweep_"
@@ -43,7 +43,7 @@ def enabled(config) -> bool:
 def _signature(config) -> str:
   """What must agree for two arms to share a program."""
   fields = configlib.to_dict(config)
-  for field in sweeps.VECTOR_FIELDS:
+  for field in variants.VECTOR_FIELDS:
     node, *rest = field.split(".")
     if rest:
       fields.get(node, {}).pop(rest[0], None)
@@ -75,15 +75,15 @@ def group_config(members) -> ml_collections.ConfigDict:
   in which it differs from the first)."""
   first = members[0][1]
   config = ml_collections.ConfigDict(first.to_dict())
-  variants = []
+  arms = []
   for arm, run in members:
     variant = {"name": arm["name"]}
-    for field in sweeps.VECTOR_FIELDS:
-      value = sweeps.get_field(run, field)
-      if value != sweeps.get_field(first, field):
+    for field in variants.VECTOR_FIELDS:
+      value = variants.get_field(run, field)
+      if value != variants.get_field(first, field):
         variant[field] = value
-    variants.append(variant)
-  config.variants = tuple(variants)
+    arms.append(variant)
+  config.variants = tuple(arms)
   return config
 
 
