@@ -43,7 +43,7 @@ def get_config(arg=None):
   # axis): seeds seed, seed+1, ..., each with its own init, data order and
   # augmentation; seed k is the run of --config.seed=k alone.
   config.num_seeds = 1
-  # Variants of the model trained in the same program (sweeps.py): named
+  # Variants of the model trained in the same program (engine/variants.py): named
   # overrides of seed, kernel_init, bias_init, learning_rate, weight_decay,
   # kernel/bias L1/L2 and joint.alpha/beta, each with num_seeds seeds:
   # ({'name': 'he', 'kernel_init': 'he_normal'}, ...). () = one model per
@@ -104,7 +104,7 @@ def get_config(arg=None):
   # and recorded in metrics.jsonl) or 'none'.
   config.normalization = "imagenet"
   # A corruption applied once on the host to every split read, e.g.
-  # 'gaussian_blur:1.0' (seed 002's blurred CIFAR-10; corruptions.py).
+  # 'gaussian_blur:1.0' (seed 002's blurred CIFAR-10; data/degrade.py).
   config.corruption = ""
 
   # Augmentation of training images, on the device, fresh every step.
@@ -263,7 +263,7 @@ def get_config(arg=None):
   config.eval = ml_collections.ConfigDict()
   config.eval.attacks = ()
   # Corruption robustness: ('all',), ('gaussian_noise:3', 'contrast'), ...
-  # (robustness.py: Hendrycks & Dietterich's CIFAR-10-C corruptions, from
+  # (data/cifar10_c.py: Hendrycks & Dietterich's CIFAR-10-C corruptions, from
   # TFDS cifar10_corrupted when prepared, else applied to the split here).
   config.eval.corruptions = ()
 

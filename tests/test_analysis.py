@@ -1,4 +1,4 @@
-"""`jaxtransfer analyze` (analysis.py) on a small seed-000 study on the real
+"""`jaxtransfer analyze` (study/analysis/analyze.py) on a small seed-000 study on the real
 CIFAR-10 copy: the report gains the probe plot, the CKA heat maps, the
 filter grids and the corruption table, and the numbers obey what is known
 about them (a frozen body's features do not change)."""

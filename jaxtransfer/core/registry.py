@@ -10,13 +10,13 @@ it is imported, what it provides:
                             its `enabled(config)` is true (staged runs,
                             active learning): experiment.train/evaluate and
                             the study runner dispatch through it
+  report_section(ReportSection(...))   its part of a study's report.md
+                            (study/report.py), for the arms it filed
   default(field, value)     the value a field takes in a workdir written
                             before the field existed (core/workdir.py)
 
-The engine and the study runner iterate over what is registered and name
-no feature. (Report sections and commands are not registered yet: the
-study report and main still name the active-learning section and
-`jaxtransfer analyze`; docs/architecture.md says what is left.) Features are found by convention, as
+The engine, the study runner and the report writer iterate over what is
+registered and name no feature. Features are found by convention, as
 big_vision finds a model from its name (`importlib.import_module(
 f"big_vision.models.{name}")`): `load_features()` imports every module and
 subpackage of the `jaxtransfer.features` package by its folder listing, so
@@ -62,8 +62,26 @@ class RunKind:
   prepare: Callable[[Any, Any], None] | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class ReportSection:
+  """A feature's part of a study's report.md.
+
+  files_arm(arm_dir)         whether the feature filed this arm (its records
+                             are its own files, not metrics.jsonl)
+  lines(workdir, arm_dirs)   the section's markdown lines for those arms
+                             (placed after the report's list of arms)
+  lone_run(workdir)          report.md of a workdir that is one run of the
+                             feature (not a study), or None if it is not one
+  """
+  name: str
+  files_arm: Callable[[str], bool]
+  lines: Callable[[str, list[str]], list[str]]
+  lone_run: Callable[[str], str | None] | None = None
+
+
 _CONFIG_CHECKS: list[Callable[[Any], None]] = []
 _RUN_KINDS: list[RunKind] = []
+_REPORT_SECTIONS: list[ReportSection] = []
 _DEFAULTS: dict[str, Any] = {}
 _loaded = False
 
@@ -83,6 +101,12 @@ def run_kind(kind: RunKind) -> RunKind:
     return kind
   _RUN_KINDS.append(kind)
   return kind
+
+
+def report_section(section: ReportSection) -> ReportSection:
+  if not any(s.name == section.name for s in _REPORT_SECTIONS):
+    _REPORT_SECTIONS.append(section)
+  return section
 
 
 def default(field: str, value: Any) -> None:
@@ -115,6 +139,11 @@ def run_kind_of(config) -> RunKind | None:
   """The first registered run kind the config switches on, or None (a
   plain run). (Two at once: the first's config check says which.)"""
   return next((k for k in run_kinds() if k.enabled(config)), None)
+
+
+def report_sections() -> tuple[ReportSection, ...]:
+  load_features()
+  return tuple(_REPORT_SECTIONS)
 
 
 def defaults() -> dict[str, Any]:

@@ -232,7 +232,7 @@ def optimizer_arguments(config) -> dict[str, Any]:
 
 
 # The scalars a vectorised sweep may vary between the models of one program
-# (sweeps.py): each is read from `hyper` when given, else from the config.
+# (engine/variants.py): each is read from `hyper` when given, else from the config.
 HYPER_FIELDS = ("learning_rate", "weight_decay") + REGULARIZERS
 
 

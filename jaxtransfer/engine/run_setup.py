@@ -1,6 +1,6 @@
 """What a run compiles: the model, task, optimizer and options of its steps
 (steps.Setup) built from the config, and its initial state over the model
-axis (seeds, and a sweep's variants: sweeps.py): the latest checkpoint's, or
+axis (seeds, and a sweep's variants: engine/variants.py): the latest checkpoint's, or
 fresh parameters with config.init's pre-trained parts merged in."""
 
 from __future__ import annotations

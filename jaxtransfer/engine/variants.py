@@ -14,7 +14,7 @@ changes the initial parameters or a scalar of the step (VECTOR_FIELDS):
 of those fields; the run trains len(variants) x num_seeds models, variant-
 major (variant v's seed k is model v * num_seeds + k, seeded variant.seed
 (or config.seed) + k). `config.study.vectorize=True` makes a study group
-its arms this way (study_vectorize.py). Anything else that differs (the
+its arms this way (study/vectorize.py). Anything else that differs (the
 model, the data, the optimizer's kind, the schedule's shape, whether
 weight decay is on at all) changes the program: such arms stay separate.
 

@@ -1,6 +1,6 @@
 """A study's plan: its arms (from a grid, a list, or both), each arm's
 run config built and validated, the source run and the autoencoders the
-arms share. Nothing here trains or writes (study.py runs the plan)."""
+arms share. Nothing here trains or writes (study/runner.py runs the plan)."""
 
 from __future__ import annotations
 

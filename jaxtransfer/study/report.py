@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxtransfer.core import workdir as workdir_lib
+from jaxtransfer.core import registry, workdir as workdir_lib
 from jaxtransfer.engine import experiment
-from jaxtransfer.features.active import active_learning, active_report
 from jaxtransfer.study import report_columns
 from jaxtransfer.study.analysis import analysis_report
 from jaxtransfer.study.report_plots import (by_seed, curves, plot_axes,
@@ -194,13 +193,16 @@ def _optimizer_line(config: dict) -> str:
 def write_report(workdir: str) -> str:
   """Writes report.md and the PNGs into `workdir`; returns report.md's path."""
   workdir = os.path.abspath(workdir)
-  if (os.path.exists(os.path.join(workdir, active_learning.ROUNDS_FILE))
-      and not os.path.exists(os.path.join(workdir, "study.json"))):
-    return active_report.write_report(workdir)  # one active-learning run
+  sections = registry.report_sections()
+  if not os.path.exists(os.path.join(workdir, "study.json")):
+    for section in sections:  # one run of a feature (e.g. active learning)
+      path = section.lone_run(workdir) if section.lone_run else None
+      if path is not None:
+        return path
   study = load_study(workdir)
   arms = study["arms"]
   metrics, summaries, configs = {}, {}, {}
-  rounds, round_configs = [], []  # active-learning arms
+  filed_by = {}  # section name -> arm dirs a feature filed in its own files
   for arm in arms:
     arm_dir = os.path.join(workdir, arm["name"])
     records = workdir_lib.read_metrics(arm_dir)
@@ -208,14 +210,15 @@ def write_report(workdir: str) -> str:
       metrics[arm["name"]] = records
       summaries[arm["name"]] = summarize_arm(records)
       configs[arm["name"]] = workdir_lib.read_config(arm_dir)
-    elif active_learning.read_rounds(arm_dir):
-      rounds += active_learning.read_rounds(arm_dir)
-      round_configs.append(workdir_lib.read_config(arm_dir))
-      arm["active"] = True
+      continue
+    section = next((s for s in sections if s.files_arm(arm_dir)), None)
+    if section is not None:
+      filed_by.setdefault(section.name, []).append(arm_dir)
+      arm["filed"] = True
   ran = [a for a in arms if a["name"] in metrics]
   skipped = [a for a in arms if a["status"] == "skipped"]
   not_yet = [a for a in arms if a["status"] != "skipped"
-             and a["name"] not in metrics and not a.get("active")]
+             and a["name"] not in metrics and not a.get("filed")]
 
   first = ran[0]["name"] if ran else None
   scale = _scale_line(configs.get(first), summaries.get(first),
@@ -223,18 +226,16 @@ def write_report(workdir: str) -> str:
   lines = ["# Study report", ""]
   if scale:
     lines += [f"Scale: {scale}.", ""]
-  lines += [f"Arms run: {len(ran) + sum(1 for a in arms if a.get('active'))} "
+  lines += [f"Arms run: {len(ran) + sum(1 for a in arms if a.get('filed'))} "
             f"of {len(arms)}."]
   for arm in skipped:
     lines.append(f"- skipped **{arm['name']}**: {arm['reason']}")
   for arm in not_yet:
     lines.append(f"- not run yet: **{arm['name']}**")
   axes = study["axes"]
-  if rounds:
-    al_scale = active_report.scale_line(round_configs[0], rounds)
-    lines += ["", f"Active learning: {al_scale}.", ""]
-    lines += active_report.report_lines(
-        rounds, os.path.join(workdir, active_report.PLOT_FILE), al_scale)
+  for section in sections:  # the features' own arms
+    if section.name in filed_by:
+      lines += section.lines(workdir, filed_by[section.name])
   if not ran:
     return write_lines(workdir, lines)
   # Frozen-body arms (a backbone comparison): what the body gives and costs.

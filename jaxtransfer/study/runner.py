@@ -19,7 +19,7 @@ The arms come from `config.study`:
           transfer with a jaxtransfer run as the source model).
   vectorize  True: arms that differ only in seed, initialisers, learning
           rate, weight decay, regulariser strengths or joint loss weights
-          train as one program (sweeps.py, study_vectorize.py); each still
+          train as one program (engine/variants.py, study/vectorize.py); each still
           gets its own <workdir>/<arm>/ run, records and report row.
   columns the report's table in a study's own terms (report_columns.py):
           metrics, config fields and per-arm notes, e.g. seed 001's
@@ -192,7 +192,7 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
 
 def _run_sweeps(config, workdir, runnable, datasets, progress, plan):
   """config.study.vectorize: trains each group of arms that can share a
-  program as one run (study_vectorize.py), leaving each arm's directory
+  program as one run (study/vectorize.py), leaving each arm's directory
   finished. Returns the names of the arms so trained."""
   if not vectorize.enabled(config):
     return set()

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxtransfer.core import workdir as workdir_lib
+from jaxtransfer.core import registry, workdir as workdir_lib
 
 PLOT_FILE = "active_learning.png"
 ROUNDS_FILE = "rounds.jsonl"  # a line per seed and round (active_learning.py)
@@ -123,3 +123,22 @@ def write_report(workdir: str) -> str:
     lines += [f"Scale: {scale}.", ""]
   lines += report_lines(records, os.path.join(workdir, PLOT_FILE), scale)
   return workdir_lib.write_lines(workdir, lines)
+
+
+def study_lines(workdir: str, arm_dirs: list[str]) -> list[str]:
+  """The section of a study's report for its active-learning arms."""
+  rounds = [r for arm_dir in arm_dirs for r in read_rounds(arm_dir)]
+  scale = scale_line(workdir_lib.read_config(arm_dirs[0]), rounds)
+  return (["", f"Active learning: {scale}.", ""]
+          + report_lines(rounds, os.path.join(workdir, PLOT_FILE), scale))
+
+
+def _lone_run(workdir: str) -> str | None:
+  if os.path.exists(os.path.join(workdir, ROUNDS_FILE)):
+    return write_report(workdir)
+  return None
+
+
+registry.report_section(registry.ReportSection(
+    name="active learning", files_arm=lambda arm_dir: bool(read_rounds(arm_dir)),
+    lines=study_lines, lone_run=_lone_run))

@@ -1,4 +1,4 @@
-"""The analysis section of a report (analysis.py's results): probe accuracy
+"""The analysis section of a report (study/analysis/analyze.py's results): probe accuracy
 per layer (a plot, one line per arm, and tables), CKA before vs after
 training per arm and between arms (heat maps), conv1's filters before and
 after, accuracy under corruptions, and a paragraph written from the
@@ -257,7 +257,7 @@ def _corruption_lines(results) -> list[str]:
   kinds = sorted({k.split(":")[0] for r in rows.values() for k in r["accuracy"]})
   lines = ["", "### Accuracy under corruptions (validation, mean over "
            "severities and seeds)", "",
-           "Hendrycks & Dietterich's CIFAR-10-C corruptions (robustness.py; "
+           "Hendrycks & Dietterich's CIFAR-10-C corruptions (data/cifar10_c.py; "
            "TFDS cifar10_corrupted where prepared); clean is the same "
            "images uncorrupted.", "",
            "| arm | clean | mean | " + " | ".join(kinds) + " |",

@@ -11,7 +11,7 @@ Per run (seed 0 of its models; a staged run's last stage):
              `cka_examples` validation images: what training changed
   filters    conv1's filters before and after training, as an image grid
   corruptions  accuracy on the validation split under each corruption and
-             severity (robustness.py; all seeds, mean and std)
+             severity (data/cifar10_c.py; all seeds, mean and std)
 Across the arms of a study: CKA between every pair of arms' final weights.
 
   <workdir>/analysis/<run>.json   each part as it finishes, with the
