@@ -25,14 +25,14 @@ from typing import Any, Callable
 from absl import logging
 import jax
 import numpy as np
-import tqdm
 
 from jaxtransfer import data
 from jaxtransfer.core import (checkpoints, configlib, distributed,
                               tensorboard_events, workdir as workdir_lib)
 from jaxtransfer.data import augment, kfold
-from jaxtransfer.engine import freezing, run_setup, variants, validation
+from jaxtransfer.engine import freezing, run_setup, validation, variants
 from jaxtransfer.core.errors import UserError, brief
+from jaxtransfer.engine.progress import EpochBar
 # The step machinery lives in steps.py; these names are part of this
 # module's interface too (benchmarks and tests use them from here).
 from jaxtransfer.engine.run_setup import abstract_state, build_setup  # noqa: F401
@@ -43,31 +43,6 @@ from jaxtransfer.engine.steps import (EvalSet, RunKeys, Setup, TrainState,
                                       model_variables, over_seeds,
                                       resolve_seed_parallelism, seed_records,
                                       seeds_of, stacked_eval_set)
-
-
-class _Progress:
-  """A tqdm bar over an epoch's steps showing the loss and images/s."""
-
-  def __init__(self, enabled: bool, total: int, initial: int, desc: str,
-               images_per_step: int, position: int = 0):
-    self._bar = tqdm.tqdm(total=total, initial=initial, desc=desc,
-                          disable=not enabled, dynamic_ncols=True,
-                          leave=False, unit="step", mininterval=1.0,
-                          position=position)
-    self._images_per_step = images_per_step
-    self._start = time.perf_counter()
-    self._done = 0
-
-  def update(self, steps: int, running_loss: float | None = None) -> None:
-    self._done += steps
-    self._bar.update(steps)
-    if running_loss is not None:
-      rate = self._done * self._images_per_step / max(
-          time.perf_counter() - self._start, 1e-9)
-      self._bar.set_postfix(loss=f"{running_loss:.4f}", img_s=f"{rate:,.0f}")
-
-  def close(self) -> None:
-    self._bar.close()
 
 
 @dataclasses.dataclass
@@ -199,7 +174,7 @@ def memory_usage() -> dict[str, float]:
 
 
 def _run_epoch(step_fn, state, inputs, first: int, steps_per_epoch: int,
-               config, progress: "_Progress"):
+               config, progress: EpochBar):
   """Steps `first`..end of an epoch. Returns (state, stopped): stopped if a
   stop was requested (the state is then at a step boundary mid-epoch).
   Every `log_every_steps` the running loss is fetched for the progress bar,
@@ -324,7 +299,7 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
       raise Interrupted(workdir, epoch, epoch * steps_per_epoch)
     first = max(start_step - epoch * steps_per_epoch, 0)  # >0: resumed mid-epoch
     orders = make_orders(keys.data, epoch)
-    progress = _Progress(config.progress_bar and distributed.is_primary(),
+    progress = EpochBar(config.progress_bar and distributed.is_primary(),
                          steps_per_epoch, first,
                          f"{label} epoch {epoch + 1}/{config.num_epochs}",
                          config.batch_size * len(seeds), hooks.bar_position)
