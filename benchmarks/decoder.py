@@ -41,7 +41,7 @@ def main() -> None:
     @nn.compact
     def __call__(self, x):
       sizes = models.body_spatial_sizes(self.image_size)
-      targets = (sizes[3], sizes[0], models._conv_out(self.image_size, 11, 4, 2))
+      targets = (sizes[3], sizes[0], models.conv_out(self.image_size, 11, 4, 2))
       for size, features in zip(targets, self.widths):
         x = nn.relu(nn.ConvTranspose(features, (3, 3), strides=(2, 2),
                                      padding="SAME")(x))

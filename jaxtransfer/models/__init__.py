@@ -56,7 +56,7 @@ from jaxtransfer.models.alexnet import (ALEXNET_FEATURES, BODY_CHANNELS,
                                         TorchvisionHead, body_spatial_sizes,
                                         check_image_size, feature_dim)
 from jaxtransfer.models.alexnet_bn import AlexNetBN
-from jaxtransfer.models.common import (LinearHead, ModelSpec, Rules, _conv_out,
+from jaxtransfer.models.common import (LinearHead, ModelSpec, Rules, conv_out,
                                        adaptive_avg_pool, compute_dtype,
                                        dropout_rate, head_choice,
                                        max_pool_3x3_s2)
@@ -176,5 +176,5 @@ __all__ = [
     "check_image_size", "compute_dtype", "dropout_rate", "feature_dim",
     "frozen_norm_paths",
     "get_spec", "make_model", "max_pool_3x3_s2", "norm_module_paths",
-    "register", "_conv_out", "layer_inits",
+    "register", "conv_out", "layer_inits",
 ]

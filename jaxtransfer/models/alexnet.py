@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from jaxtransfer.core.errors import UserError
 from jaxtransfer.models.common import (probe_point, BodyHead, LinearHead,
-                                       MLPHead, ModelSpec, _conv_out,
+                                       MLPHead, ModelSpec, conv_out,
                                        adaptive_avg_pool,
                                        check_frozen_norms, dropout_rate,
                                        head_choice, linear_head_dropout,
@@ -51,9 +51,9 @@ def body_spatial_sizes(image_size: int) -> list[int]:
   """Spatial size after each conv (and its pool, if any), in order."""
   sizes, size = [], image_size
   for _, _, kernel, stride, padding, pool in ALEXNET_FEATURES:
-    size = _conv_out(size, kernel, stride, padding)
+    size = conv_out(size, kernel, stride, padding)
     if pool:
-      size = _conv_out(size, 3, 2, 0)
+      size = conv_out(size, 3, 2, 0)
     sizes.append(size)
   return sizes
 
@@ -183,7 +183,7 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, x):
     sizes = body_spatial_sizes(self.image_size)
-    targets = (sizes[3], sizes[0], _conv_out(self.image_size, 11, 4, 2))
+    targets = (sizes[3], sizes[0], conv_out(self.image_size, 11, 4, 2))
     for i, (size, features) in enumerate(zip(targets, self.widths), start=1):
       x = jax.image.resize(x, (x.shape[0], size, size, x.shape[-1]), "bilinear")
       x = nn.Conv(features, (3, 3), padding=1, dtype=self.dtype,

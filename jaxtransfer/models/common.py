@@ -49,7 +49,7 @@ class ModelSpec:
 # ---------------------------------------------------------------------------
 # Spatial sizes.
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
   """Output size of a convolution or pool with explicit (symmetric) padding."""
   return (size + 2 * padding - kernel) // stride + 1
 

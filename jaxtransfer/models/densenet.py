@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxtransfer.models.common import (probe_point, BodyHead, LinearHead,
-                                       ModelSpec, TorchLayers, _conv_out,
+                                       ModelSpec, TorchLayers, conv_out,
                                        bn_momentum, check_frozen_norms,
                                        dropout_rate, smallest_image_size)
 from jaxtransfer.models.initializers import (init_spec)
@@ -54,8 +54,8 @@ FEATURES = _widths()[-1]  # 1024
 
 def spatial_sizes(image_size: int) -> list[int]:
   """Spatial size after conv0, pool0 and each transition's 2x2/2 pool."""
-  size = _conv_out(image_size, 7, 2, 3)
-  sizes = [size, _conv_out(size, 3, 2, 1)]
+  size = conv_out(image_size, 7, 2, 3)
+  sizes = [size, conv_out(size, 3, 2, 1)]
   for _ in BLOCKS[:-1]:
     sizes.append(sizes[-1] // 2)
   return sizes

@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxtransfer.models.common import (BodyHead, probe_point, ModelSpec,
-                                       _conv_out, check_frozen_norms,
+                                       conv_out, check_frozen_norms,
                                        dropout_rate, smallest_image_size)
 from jaxtransfer.models.initializers import (init_spec, layer_inits)
 
@@ -47,9 +47,9 @@ def stem_size(image_size: int) -> int:
   """The stem's output size: 28 at 96 px."""
   size = image_size
   for _, _, kernel, pool in STEM_LAYERS:
-    size = _conv_out(size, kernel, 1, 0)
+    size = conv_out(size, kernel, 1, 0)
     if pool:
-      size = _conv_out(size, 2, 2, 0)
+      size = conv_out(size, 2, 2, 0)
   return size
 
 
@@ -57,7 +57,7 @@ def spatial_sizes(image_size: int) -> list[int]:
   """Spatial size after each conv + pool, in order: [13, 5] at 28 px."""
   sizes, size = [], image_size
   for _, _, kernel in BODY_LAYERS:
-    size = _conv_out(_conv_out(size, kernel, 1, 0), 2, 2, 0)
+    size = conv_out(conv_out(size, kernel, 1, 0), 2, 2, 0)
     sizes.append(size)
   return sizes
 

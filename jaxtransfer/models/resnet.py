@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from jaxtransfer.models.common import (BodyHead, probe_point, LinearHead,
                                        MLPHead, ModelSpec, TorchLayers,
-                                       _conv_out, bn_momentum,
+                                       conv_out, bn_momentum,
                                        check_frozen_norms, dropout_rate,
                                        head_choice, smallest_image_size)
 from jaxtransfer.models.initializers import (init_spec)
@@ -40,10 +40,10 @@ FEATURES = LAYERS[-1][1] * EXPANSION  # 2048
 
 def spatial_sizes(image_size: int) -> list[int]:
   """Spatial size after conv1, the max pool and each layer."""
-  size = _conv_out(image_size, 7, 2, 3)
-  sizes = [size, _conv_out(size, 3, 2, 1)]
+  size = conv_out(image_size, 7, 2, 3)
+  sizes = [size, conv_out(size, 3, 2, 1)]
   for _, _, stride in LAYERS:
-    sizes.append(_conv_out(sizes[-1], 3, stride, 1))
+    sizes.append(conv_out(sizes[-1], 3, stride, 1))
   return sizes
 
 

@@ -146,7 +146,7 @@ def probe_layers(run: Loaded, options: Options, log=logging.info) -> dict:
       stats = {l: probes.gram_statistics([], dims[l], num_classes)
                for l in layers}
     for layer in layers:
-      stats[layer] = probes._accumulate(stats[layer], (feats[layer], labels),
+      stats[layer] = probes.accumulate(stats[layer], (feats[layer], labels),
                                         num_classes)
   held_feats = _stack(extract, variables, held_images, options.batch_size)
   val = run.dataset.val

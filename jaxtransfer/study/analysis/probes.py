@@ -107,7 +107,9 @@ def batches(images: np.ndarray, size: int):
 # --------------------------------------------------------------- statistics
 
 @functools.partial(jax.jit, static_argnums=2)
-def _accumulate(totals, features, num_classes):
+def accumulate(totals, features, num_classes):
+  """The running sums a probe is solved from, plus one batch: sum(x),
+  X^T X and X^T Y (`features` is (x [B, D], labels [B]))."""
   x, y = features
   onehot = jax.nn.one_hot(y, num_classes, dtype=jnp.float32)
   hi = jax.lax.Precision.HIGHEST
@@ -125,7 +127,7 @@ def gram_statistics(feature_batches, dim: int, num_classes: int) -> dict:
             "xtx": jnp.zeros((dim, dim)), "xty": jnp.zeros((dim, num_classes)),
             "count": jnp.zeros(num_classes)}
   for batch in feature_batches:
-    totals = _accumulate(totals, batch, num_classes)
+    totals = accumulate(totals, batch, num_classes)
   return totals
 
 
