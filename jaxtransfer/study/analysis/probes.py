@@ -108,8 +108,8 @@ def batches(images: np.ndarray, size: int):
 
 @functools.partial(jax.jit, static_argnums=2)
 def accumulate(totals, features, num_classes):
-  """The running sums a probe is solved from, plus one batch: sum(x),
-  X^T X and X^T Y (`features` is (x [B, D], labels [B]))."""
+  """gram_statistics' running sums (n, sum(x), X^T X, X^T onehot(y), class
+  counts) plus one batch `features` = (x [B, D], labels [B])."""
   x, y = features
   onehot = jax.nn.one_hot(y, num_classes, dtype=jnp.float32)
   hi = jax.lax.Precision.HIGHEST
