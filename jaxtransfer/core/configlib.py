@@ -176,6 +176,16 @@ def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
+def get_dotted(tree: dict, field: str):
+  """tree['a']['b'] for field 'a.b' of a nested dict; None where missing."""
+  node = tree
+  for part in field.split("."):
+    if not isinstance(node, dict) or part not in node:
+      return None
+    node = node[part]
+  return node
+
+
 def flatten(tree, prefix: str = "") -> dict[str, Any]:
   """A nested dict (or ConfigDict) -> {'dotted.field': value}."""
   flat = {}

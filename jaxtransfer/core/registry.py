@@ -50,6 +50,10 @@ class RunKind:
   epochs_done(config, run_dir)            epochs already filed (progress)
   prepare(config, dataset)                checks that need the data read
                                           (None: none)
+  report_config(arm_dir) -> config dict   what a study report describes
+                                          such an arm by (None: its own)
+  report_values(arm_dir, values) -> values  its swept values as the report
+                                          row shows them (None: as they are)
   """
   name: str
   title: str
@@ -60,6 +64,8 @@ class RunKind:
   total_epochs: Callable[[Any], int]
   epochs_done: Callable[[Any, str], int]
   prepare: Callable[[Any, Any], None] | None = None
+  report_config: Callable[[str], dict | None] | None = None
+  report_values: Callable[[str, dict], dict] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

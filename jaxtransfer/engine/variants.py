@@ -56,7 +56,7 @@ SEEDED_DATA = ("class_fraction", "train_sample", "resample")
 
 def get_field(config, field: str):
   """config['a']['b'] for 'a.b' (a dict or a ConfigDict); KeyError if
-  missing (report_columns.dotted is the lenient reader of stored configs)."""
+  missing (configlib.get_dotted is the lenient reader of stored configs)."""
   node = config
   for part in field.split("."):
     node = node[part]

@@ -30,8 +30,10 @@ run's), nor `init` (stage k > 0 starts from stage k-1).
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 from typing import Any
 
 from absl import logging
@@ -289,6 +291,32 @@ def _epochs_done(config, run_dir: str) -> int:
              total_epochs(config))
 
 
+def last_stage_config(arm_dir: str) -> dict[str, Any] | None:
+  """The config of a staged arm's last stage that has one, else the arm's."""
+  def stage_index(path):
+    match = re.search(r"stage_(\d+)_", os.path.basename(os.path.dirname(path)))
+    return int(match.group(1)) if match else -1
+  stages = sorted(glob.glob(os.path.join(arm_dir, "stage_*", "config.json")),
+                  key=stage_index)
+  return workdir_lib.read_config(os.path.dirname(stages[-1]) if stages
+                                 else arm_dir)
+
+
+def report_values(arm_dir: str, values: dict[str, Any]) -> dict[str, Any]:
+  """A staged study arm's swept values as its report row shows them: those
+  of its last stage run so far, and `stages` as the stages' names."""
+  stages = values.get("stages")
+  if not stages:
+    return values
+  last = last_stage_config(arm_dir) or {}
+  out = {}
+  for field, value in values.items():
+    found = configlib.get_dotted(last, field)
+    out[field] = value if found is None else found
+  out["stages"] = " -> ".join(stage_name(k, s) for k, s in enumerate(stages))
+  return out
+
+
 def _check(config) -> None:
   if enabled(config):
     validate(config)
@@ -300,4 +328,5 @@ registry.run_kind(registry.RunKind(
     name=RUN_KIND, title="staged runs", enabled=enabled,
     switch=lambda config: f"config.stages=({len(config.stages)} stages)",
     train=run, final_run=last_stage, total_epochs=total_epochs,
-    epochs_done=_epochs_done))
+    epochs_done=_epochs_done, report_config=last_stage_config,
+    report_values=report_values))

@@ -22,56 +22,43 @@ came before).
 
 from __future__ import annotations
 
-import glob
 import math
 import os
-import re
 from typing import Any
 
+import ml_collections
 import numpy as np
 
-from jaxtransfer.core import workdir as workdir_lib
-from jaxtransfer.features import stages as stages_lib
+from jaxtransfer.core import configlib, registry, workdir as workdir_lib
 
 METRICS = {"train_accuracy": 100.0, "val_accuracy": 100.0,
            "train_loss": 1.0, "val_loss": 1.0}
 
 
-def last_stage_config(arm_dir: str) -> dict[str, Any] | None:
-  """The config of a staged arm's last stage that has one, else the arm's."""
-  def stage_index(path):
-    match = re.search(r"stage_(\d+)_", os.path.basename(os.path.dirname(path)))
-    return int(match.group(1)) if match else -1
-  stages = sorted(glob.glob(os.path.join(arm_dir, "stage_*", "config.json")),
-                  key=stage_index)
-  return workdir_lib.read_config(os.path.dirname(stages[-1]) if stages
-                                 else arm_dir)
+def _kind(arm_dir: str):
+  """The registered kind of run of the arm in arm_dir (None: a plain run)."""
+  config = workdir_lib.read_config(arm_dir)
+  return (registry.run_kind_of(ml_collections.ConfigDict(config))
+          if config else None)
+
+
+def report_config(arm_dir: str) -> dict[str, Any] | None:
+  """The config a report describes an arm by: its own, or what its kind of
+  run says (a staged arm's last stage: RunKind.report_config)."""
+  kind = _kind(arm_dir)
+  if kind is not None and kind.report_config is not None:
+    return kind.report_config(arm_dir)
+  return workdir_lib.read_config(arm_dir)
 
 
 def arm_values(arm_dir: str, values: dict[str, Any]) -> dict[str, Any]:
-  """A study arm's swept values (study.json) as the report shows them: a
-  staged arm's are those of its last stage run so far, and its `stages`
-  the stages' names in order."""
-  stages = values.get("stages")
-  if not stages:
+  """A study arm's swept values (study.json) as the report shows them: as
+  they are, unless the arm's kind of run says otherwise (a staged arm's are
+  those of its last stage so far: RunKind.report_values)."""
+  kind = _kind(arm_dir)
+  if kind is None or kind.report_values is None:
     return values
-  last = last_stage_config(arm_dir) or {}
-  out = {}
-  for field, value in values.items():
-    found = dotted(last, field)
-    out[field] = value if found is None else found
-  out["stages"] = " -> ".join(stages_lib.stage_name(k, s)
-                               for k, s in enumerate(stages))
-  return out
-
-
-def dotted(config: dict, field: str):
-  node = config
-  for part in field.split("."):
-    if not isinstance(node, dict) or part not in node:
-      return None
-    node = node[part]
-  return node
+  return kind.report_values(arm_dir, values)
 
 
 def _number(value) -> str:
@@ -117,11 +104,11 @@ def cell(column: str, arm: dict, records: list[dict],
       return ", ".join(map(str, _schedule_epochs(config)))
     return str(config.get("num_epochs", "-"))
   if column == "synthetic_data":
-    return "yes" if dotted(config, "augment.six_views") else "no"
+    return "yes" if configlib.get_dotted(config, "augment.six_views") else "no"
   notes = arm.get("notes") or {}
   if column in notes:
     return notes[column]
-  value = dotted(config, column)
+  value = configlib.get_dotted(config, column)
   if value is None:
     return "-"
   if isinstance(value, (list, tuple)):
@@ -168,7 +155,7 @@ def table_lines(workdir: str, study: dict, metrics: dict[str, list[dict]]
     records = metrics.get(arm["name"])
     if not records:
       continue
-    config = last_stage_config(os.path.join(workdir, arm["name"]))
+    config = report_config(os.path.join(workdir, arm["name"]))
     seeds = len({r.get("seed", 0) for r in records})
     lines.append(f"| {arm['name']} | {seeds} | " + " | ".join(
         cell(c, arm, records, config) for c in columns) + " |")
