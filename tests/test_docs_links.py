@@ -18,11 +18,6 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Pages another branch adds (the package restructuring writes
-# docs/architecture.md): a link to one of these is checked once the file
-# exists, and tolerated while it does not. Remove an entry once merged.
-PENDING = {"docs/architecture.md"}
-
 # [text](target "title"), text possibly over lines (not across a blank one)
 _LINK = re.compile(r"!?\[(?:[^\[\]\n]|\n(?!\n)|\[[^\[\]\n]*\])*\]"
                    r"\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -136,8 +131,6 @@ def broken_links(root=ROOT, files=None):
                   if path else source)
       where = f"{rel}:{number}: {target}"
       if not os.path.exists(resolved):
-        if os.path.relpath(resolved, root).replace(os.sep, "/") in PENDING:
-          continue
         problems.append(f"{where} (no such file)")
         continue
       if not os.path.realpath(resolved).startswith(
