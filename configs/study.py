@@ -34,5 +34,5 @@ def get_config(arg=None):
   if arg.smoke:
     default.shrink_for_smoke(config)
     config.num_epochs = 3
-    config.num_seeds = min(arg.num_seeds, 2)
+    config.num_seeds = configlib.preset(arg, "num_seeds", 2)
   return config

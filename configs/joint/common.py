@@ -54,7 +54,8 @@ def seed002_config(arg_string, **arguments):
   config.num_seeds = arg.num_seeds
   if arg.smoke:
     config.train_subset, config.val_subset = 2560, 1000
-    config.num_epochs, config.num_seeds = 2, 1
+    config.num_epochs = 2
+    config.num_seeds = configlib.preset(arg, "num_seeds", 1)
     config.lr_schedule = "constant"  # 2 epochs: no step at epoch 10
     config.batch_size = 64
   return config, arg

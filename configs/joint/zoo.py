@@ -35,6 +35,7 @@ Arguments:
 """
 
 from configs.joint import common
+from jaxtransfer.core import configlib
 from jaxtransfer.core.errors import UserError
 
 SEED = {"vgg16": {"beta1": 93.58, "beta0": 93.49, "separate": 93.99,
@@ -62,11 +63,14 @@ def get_config(arg=None):
                     f"decoders are for {' and '.join(SEED)}")
   config.model = arg.model
   config.image_size = arg.image_size
-  config.init = "random" if arg.smoke else arg.init
+  # smoke trains from random weights (no converted ImageNet weights are
+  # needed) unless init= is given
+  config.init = (configlib.preset(arg, "init", "random") if arg.smoke
+                 else arg.init)
   config.init_weights = arg.weights if config.init == "imagenet" else ""
   config.eval_batch_size = 100
   if arg.smoke:
-    config.image_size = 32
+    config.image_size = configlib.preset(arg, "image_size", 32)
     config.train_subset, config.val_subset = 256, 100
     config.num_epochs, config.batch_size = 1, 32
     config.log_every_steps = 4

@@ -45,9 +45,11 @@ def get_config(arg=None):
   arg = configlib.parse_arg(arg, smoke=False, source="", per_class=200,
                             val_per_class=400, num_seeds=2, image_size=64,
                             source_epochs=8, epoch_scale=1.0)
-  if arg.smoke:
-    arg.per_class, arg.val_per_class, arg.source_epochs = 20, 20, 1
-    arg.epoch_scale, arg.num_seeds = 0.01, 1
+  if arg.smoke:  # (an argument the user gave wins over the smoke preset)
+    for name, value in (("per_class", 20), ("val_per_class", 20),
+                        ("source_epochs", 1), ("epoch_scale", 0.01),
+                        ("num_seeds", 1)):
+      arg[name] = configlib.preset(arg, name, value)
   config = default.get_config()
   config.dataset = "cifar10"
   config.classes = TARGET_CLASSES

@@ -43,8 +43,8 @@ def get_config(arg=None):
     config.train_subset = 2000  # the pool
     config.active.initial, config.active.budget = 100, 200
     config.num_epochs = 5
-    config.num_seeds = min(arg.num_seeds, 2)
-    if arg.strategies == STRATEGIES:
+    config.num_seeds = configlib.preset(arg, "num_seeds", 2)
+    if not configlib.given(arg, "strategies"):
       strategies = ("margin", "random")
   config.active.strategy = strategies[0]
   with config.unlocked():

@@ -42,7 +42,7 @@ def seed003_config(arg):
   config.eval_batch_size = 250
   config.eval.attacks = EVAL_ATTACKS
   if arg.smoke:
-    config.image_size = 64
+    config.image_size = configlib.preset(arg, "image_size", 64)
     config.val_subset = 500
     config.batch_size = 25
     config.num_epochs = 3

@@ -36,7 +36,8 @@ def seed004_config(arg_string, **arguments):
   if arg.smoke:
     default.shrink_for_smoke(config)
     config.image_size, config.batch_size = 32, 32
-    config.num_epochs, config.num_seeds = 2, 1
+    config.num_epochs = 2
+    config.num_seeds = configlib.preset(arg, "num_seeds", 1)
   return config, arg
 
 

@@ -27,6 +27,7 @@ Arguments: smoke (600 images, 3 folds, 2 epochs, three arms), folds=K
 import ml_collections
 
 from configs import default
+from jaxtransfer.core import configlib
 from jaxtransfer.core.errors import UserError
 
 HEADS = {"linear": "L'(10)", "hidden64": "L(64)>L'(10)",
@@ -35,7 +36,6 @@ HEADS = {"linear": "L'(10)", "hidden64": "L(64)>L'(10)",
 
 
 def get_config(arg=None):
-  from jaxtransfer.core import configlib
   arg = configlib.parse_arg(arg, smoke=False, folds=5, train_subset=5000,
                             num_epochs=10, arms="+".join(HEADS))
   config = default.get_config()
@@ -51,10 +51,14 @@ def get_config(arg=None):
   config.augment.hflip = True
   names = arg.arms.split("+")
   if arg.smoke:
-    config.train_subset, config.val_subset, config.folds = 600, 200, 3
-    config.num_epochs, config.batch_size = 2, 40
+    # (an argument the user gave wins over the smoke preset)
+    config.train_subset = configlib.preset(arg, "train_subset", 600)
+    config.val_subset = 200
+    config.folds = configlib.preset(arg, "folds", 3)
+    config.num_epochs = configlib.preset(arg, "num_epochs", 2)
+    config.batch_size = 40
     config.log_every_steps = 5
-    if arg.arms == "+".join(HEADS):
+    if not configlib.given(arg, "arms"):
       names = ["linear", "hidden512", "wide2048"]
   unknown = [n for n in names if n not in HEADS]
   if unknown:

@@ -76,9 +76,11 @@ def get_config(arg=None):
             "train_subset": 0, "val_subset": 2000 if cifar else 0}
   if arg.smoke:
     config.train_subset, config.val_subset = 200, 100
-    config.num_epochs, config.num_seeds = 1, 1
+    config.num_epochs = configlib.preset(arg, "epochs", 1)
+    config.num_seeds = configlib.preset(arg, "num_seeds", 1)
     config.log_every_steps = 5
-    source.update(num_epochs=1, train_subset=320, val_subset=100)
+    source.update(num_epochs=configlib.preset(arg, "source_epochs", 1),
+                  train_subset=320, val_subset=100)
   with config.unlocked():
     config.study = ml_collections.ConfigDict()
     config.study.sources = {

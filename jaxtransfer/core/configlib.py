@@ -47,6 +47,9 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
   type of the default. Unknown names are an error naming the known ones.
   """
   result = ml_collections.ConfigDict(dict(spec))
+  # The names the user gave (not a field: `given` reads it), so a preset
+  # such as `smoke` never replaces a value the user asked for.
+  object.__setattr__(result, "_given", set())
   if not arg:
     return result
   for item in arg.split(","):
@@ -59,6 +62,7 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
           f"unknown config argument {key!r} in {arg!r}; known arguments: "
           f"{', '.join(sorted(spec)) or '(none)'}")
     default = spec[key]
+    result._given.add(key)  # pylint: disable=protected-access
     if not eq:
       if not isinstance(default, bool):
         raise UserError(f"config argument {key!r} needs a value: {key}=...")
@@ -75,6 +79,17 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
             f"config argument {key}={raw!r}: expected {type(default).__name__}"
         ) from None
   return result
+
+
+def given(arg: ml_collections.ConfigDict, name: str) -> bool:
+  """Whether the user gave config argument `name` (parse_arg's result)."""
+  return name in getattr(arg, "_given", ())
+
+
+def preset(arg: ml_collections.ConfigDict, name: str, value: Any) -> Any:
+  """A preset's value for config argument `name` (e.g. what `smoke` sets),
+  unless the user gave the argument: then the user's value."""
+  return arg[name] if given(arg, name) else value
 
 
 def known_fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
