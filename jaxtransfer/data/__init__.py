@@ -57,6 +57,10 @@ def _choose(label_source, indices: np.ndarray, class_map: np.ndarray,
   if subset and subset > len(indices):
     raise UserError(f"config.{subset_field}={subset}: subset of {subset} "
                     f"examples asked from a split of {len(indices)}")
+  if subset and subset < num_classes:
+    raise UserError(f"config.{subset_field}={subset}: fewer examples than the "
+                    f"{num_classes} classes (a class-balanced subset needs at "
+                    "least one of each)")
   if not (subset or need_labels or (class_map < 0).any()):
     return indices, None
   quota = np.full(num_classes, subset // num_classes if subset else len(indices))

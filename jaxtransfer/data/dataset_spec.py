@@ -203,8 +203,9 @@ def _split_size(config, info, field: str) -> int:
     reason = re.sub(r"\s*See format at:? \S+", "", reason).strip()
     raise UserError(f"config.{field}={split!r}: {reason} ({config.dataset} "
                     f"has the splits {available}; syntax: {_SPLITS_DOC})") from e
-  if not count:
-    raise UserError(f"config.{field}={split!r} selects no examples "
+  if count <= 0:  # an empty slice, or an inverted one (TFDS counts < 0)
+    raise UserError(f"config.{field}={split!r} selects no examples: an "
+                    f"empty{' or inverted' if count < 0 else ''} slice "
                     f"({config.dataset} has the splits {available})")
   return count
 

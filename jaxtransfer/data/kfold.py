@@ -27,6 +27,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtransfer.core.errors import UserError
 from jaxtransfer.data.arrays import Split
 
 FOLD_SEED = 0x4B464F4C  # 'KFOL': the folds do not depend on config.seed
@@ -54,11 +55,29 @@ def assign(labels: np.ndarray, folds: int) -> list[np.ndarray]:
   return [np.sort(np.asarray(m, np.int64)) for m in members]
 
 
+def check_counts(labels: np.ndarray, folds: int, class_names) -> None:
+  """UserError unless every class has an example in every fold (before
+  anything trains): a class with fewer examples than folds would leave
+  folds without it, fewer examples than folds would leave a fold empty."""
+  counts = np.bincount(labels, minlength=len(class_names))
+  if counts.sum() < folds:
+    raise UserError(f"config.folds={folds}: more folds than the "
+                    f"{counts.sum()} training examples (a fold would be "
+                    "empty)")
+  fewest = int(np.argmin(counts))
+  if counts[fewest] < folds:
+    raise UserError(
+        f"config.folds={folds}: class {class_names[fewest]!r} has only "
+        f"{counts[fewest]} training examples, fewer than the folds (each fold "
+        "holds every class's share); use fewer folds or more examples")
+
+
 def split(dataset, config):
   """The Dataset a k-fold config trains on: with config.fold = i, train is
   the other folds and val fold i; with -1, train is the whole split, val
   fold 0 (for shapes and logs) and `folds` every fold's indices. The
   original validation split becomes `test`."""
+  check_counts(dataset.train.labels, int(config.folds), dataset.class_names)
   folds = assign(dataset.train.labels, int(config.folds))
   take = lambda idx: Split(dataset.train.images[idx],
                                 dataset.train.labels[idx])

@@ -12,7 +12,7 @@ import jax
 from jaxtransfer import data, models
 from jaxtransfer.core import configlib, registry
 from jaxtransfer.core.errors import UserError
-from jaxtransfer.data import views
+from jaxtransfer.data import cifar10_c, views
 from jaxtransfer.engine import attacks, freezing, initialization, optimizers, variants
 from jaxtransfer.models import conversion
 
@@ -27,6 +27,8 @@ def validate(config) -> None:
   optimizers.validate(config)
   for attack in tuple(config.get("eval", {}).get("attacks", ())):
     attacks.parse_attack(attack)
+  # --mode=eval runs them after training: a bad one fails before it
+  cifar10_c.parse(",".join(tuple(config.get("eval", {}).get("corruptions", ()))))
   require(config.image_size >= spec.min_image_size, "image_size",
           config.image_size, f"model {config.model!r} needs images of at "
           f"least {spec.min_image_size} px")

@@ -124,12 +124,15 @@ def _base_dict(config) -> dict[str, Any]:
   return fields
 
 
-def _set(node: ml_collections.ConfigDict, field: str, value: Any, known) -> None:
+def _check_known(field: str, known, where: str = "config.study: arm") -> None:
   if field not in known:
     near = difflib.get_close_matches(field, known, n=1, cutoff=0.6)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
-    raise UserError(f"config.study: arm field {field!r} is not a config "
-                    f"field{hint}")
+    raise UserError(f"{where} field {field!r} is not a config field{hint}")
+
+
+def _set(node: ml_collections.ConfigDict, field: str, value: Any, known) -> None:
+  _check_known(field, known)
   *parents, leaf = field.split(".")
   for parent in parents:
     node = node[parent]
@@ -257,6 +260,10 @@ def plan_study(config, workdir: str):
           "num_epochs": config.num_epochs,
           "colour_by": _study_get(config, "colour_by") or "",
           "panel_by": _study_get(config, "panel_by") or ""}
+  known = configlib.known_fields(ml_collections.ConfigDict(_base_dict(config)))
+  for field in fields:  # a misspelt swept field, before what names it
+    _check_known(field, known, "config.study.grid: swept" if field in dict(
+        grid_axes(config)) else "config.study: arm")
   for key in ("colour_by", "panel_by"):
     if plan[key] and plan[key] not in fields:
       raise UserError(f"config.study.{key}={plan[key]!r} is not a swept field "
