@@ -98,11 +98,28 @@ def _verbose() -> bool:
                                    a != "--verbosity=0" for a in sys.argv)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  from jaxtransfer.core import configlib
+def _flag_value(argv: list[str], name: str) -> str | None:
+  """--name=VALUE or --name VALUE on a command line, before absl parses it."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--{name}="):
+      return arg.split("=", 1)[1]
+    if arg == f"--{name}" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
 
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  from jaxtransfer.core import configlib, stored_config
+
+  if (configlib.config_path_in(argv) is None
+      and any(a.startswith("--config.") for a in argv)
+      and _flag_value(argv, "mode") == "eval" and _flag_value(argv, "workdir")):
+    # --mode=eval --config.eval.x=... without --config: the overrides apply
+    # to the config stored in the workdir.
+    workdir = os.path.abspath(os.path.expanduser(_flag_value(argv, "workdir")))
+    argv = [argv[0], f"--config={stored_config.__file__}:{workdir}", *argv[1:]]
   path = configlib.config_path_in(argv)
-  if path:
+  if path and os.path.abspath(path) != os.path.abspath(stored_config.__file__):
     # Config files import their base as `from configs import default`: put
     # the folder that holds configs/ on the path, as `python -m` from the
     # repository root would.
@@ -129,6 +146,13 @@ class _QuietLibraries:
       # that already failed (and was reported): "Task/Future/_GatheringFuture
       # exception was never retrieved", noise after the error line.
       "exception was never retrieved",
+      # orbax, when checkpoints.py restores a checkpoint's config or history
+      # alone (--mode=eval reads them before the state): the other items are
+      # there on purpose.
+      "was found in the checkpoint, but could not be restored",
+      # TFDS, for a prepared cifar10_corrupted variant without the file (the
+      # data reads the same).
+      "has no dataset_info.json",
   )
 
   def filter(self, record) -> bool:

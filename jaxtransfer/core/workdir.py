@@ -22,7 +22,7 @@ import json
 import os
 import re
 import socket
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 
@@ -121,11 +121,28 @@ def write_lines(workdir: str, lines: list[str]) -> str:
 
 
 def write_json_atomic(path: str, payload: Any) -> None:
+  """`path` as JSON, whole or not at all (a failed write leaves no file)."""
   tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w") as f:
+      json.dump(payload, f, indent=2, sort_keys=True)
+      f.write("\n")
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def write_outputs(write: Callable[[str], None], path: str,
+                  what: str = "the result above") -> None:
+  """write(path) for an output of a command whose result is already shown
+  (an evaluation): a failure is one line naming the file, not a traceback."""
+  try:
+    write(path)
+  except OSError as e:
+    raise UserError(f"{what} is printed, but {path} could not be written "
+                    f"({e.strerror or e})") from None
 
 
 def read_config(workdir: str) -> dict[str, Any] | None:

@@ -205,9 +205,7 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
     final_config, final_dir = kind.final_run(config, workdir)
     results = evaluate(final_config, final_dir, which)
     if distributed.is_primary():
-      workdir_lib.write_json_atomic(
-          os.path.join(workdir, workdir_lib.EVAL_FILE),
-          results[0] if len(results) == 1 else results)
+      _write_eval(workdir, results)
     return results
   if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
     raise UserError(f"no checkpoints in {workdir}: train first (--mode=train)")
@@ -304,11 +302,23 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
       result["epoch"] = logged["epoch"]
       result["logged"] = {k: v for k, v in logged.items() if k.startswith("val_")}
     print(json.dumps(result, sort_keys=True), file=sys.stdout, flush=True)
-  workdir_lib.write_json_atomic(os.path.join(workdir, workdir_lib.EVAL_FILE),
-                                results[0] if len(results) == 1 else results)
+  _write_eval(workdir, results)
   if "val_corruption_accuracy" in results[0]:
+    table = "\n".join(corruption_eval.corruption_table(results)) + "\n"
+
+    def write_table(path):
+      with open(path, "w") as f:
+        f.write(table)
+
     path = os.path.join(workdir, "corruptions.md")
-    with open(path, "w") as f:
-      f.write("\n".join(corruption_eval.corruption_table(results)) + "\n")
+    workdir_lib.write_outputs(write_table, path, "the evaluation")
     logging.info("Corruption accuracy table: %s", path)
   return results
+
+
+def _write_eval(workdir: str, results) -> None:
+  """<workdir>/eval.json: the record, or the list of them (one per seed)."""
+  workdir_lib.write_outputs(
+      lambda path: workdir_lib.write_json_atomic(
+          path, results[0] if len(results) == 1 else results),
+      os.path.join(workdir, workdir_lib.EVAL_FILE), "the evaluation")

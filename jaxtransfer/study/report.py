@@ -193,6 +193,10 @@ def _optimizer_line(config: dict) -> str:
 def write_report(workdir: str) -> str:
   """Writes report.md and the PNGs into `workdir`; returns report.md's path."""
   workdir = os.path.abspath(workdir)
+  if not os.path.isdir(workdir):
+    raise UserError(f"{workdir} " + ("is a file, not a study or run directory"
+                                     if os.path.exists(workdir)
+                                     else "does not exist"))
   sections = registry.report_sections()
   if not os.path.exists(os.path.join(workdir, "study.json")):
     for section in sections:  # one run of a feature (e.g. active learning)

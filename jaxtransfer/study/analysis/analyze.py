@@ -244,10 +244,10 @@ def analyze(workdir: str, options: Options = Options(),
     except UserError as e:
       raise UserError(str(e).replace("config.eval.corruptions=",
                                      "--corruptions=", 1)) from None
+  runs = run_dirs(workdir)  # (nothing to analyse fails before any write)
   out_dir = os.path.join(workdir, ANALYSIS_DIR)
   os.makedirs(out_dir, exist_ok=True)
   datasets, final_feats = {}, {}
-  runs = run_dirs(workdir)
   for name, run_dir in runs:
     path = os.path.join(out_dir, f"{name}.json")
     done = _load_json(path)
