@@ -103,8 +103,9 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
   if not fresh:
     done = checkpoints.finished_history(workdir, config.num_epochs)
     if done is not None:
-      logging.info("%s: %s already holds %d epochs; nothing to train.", name,
-                    workdir, done[-1]["epoch"])
+      (logging.info if hooks.verbose else logging.debug)(
+          "%s: %s already holds %d epochs; nothing to train.", name, workdir,
+          done[-1]["epoch"])
       with workdir_lib.lock(workdir):
         workdir_lib.sync_metrics(workdir, done)
       return done
@@ -210,7 +211,10 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
            open_writers: contextlib.ExitStack) -> list[dict[str, Any]]:
   steps_per_epoch = setup.steps_per_epoch
   seeds = seeds_of(config)
-  log = logging.info if hooks.verbose else logging.debug
+  # Quiet when a caller shows progress its own way (a study's bar); without
+  # a progress bar every run says what it does, epoch by epoch.
+  quiet = not hooks.verbose and config.progress_bar
+  log = logging.debug if quiet else logging.info
   state, history = run_setup.initial_state(config, workdir, store, setup,
                                            init_state, keys, name,
                                            initial_params, log)
@@ -270,6 +274,7 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
     orders_of = permutations
   make_orders = jax.jit(orders_of, out_shardings=setup.replicated)
 
+  log("%s: compiling the train and eval steps", name)
   compile_start = time.perf_counter()
   step_fn = jax.jit(make_train_step(setup), donate_argnums=0,
                     out_shardings=setup.replicated).lower(
@@ -381,7 +386,7 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
       for record in records:
         workdir_lib.append_metrics(workdir, record)
       events.write(records)
-    if hooks.verbose:
+    if not quiet:
       logging.info("%s epoch %d/%d (%.1f s): %s", name, epoch + 1,
                    config.num_epochs, epoch_seconds, "; ".join(
                        f"seed {r['seed']}: " + ", ".join(

@@ -158,7 +158,7 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
       started = time.perf_counter()
       hooks = training.Hooks(label=f"  {arm['name']}", bar_position=1,
                              on_epoch_end=lambda _: progress.advance(),
-                             verbose=False)
+                             verbose=False)  # (per-epoch lines without a bar)
       kind = registry.run_kind_of(run_config)
       if kind is not None:  # a feature's kind of run (staged, active, ...)
         history = kind.train(run_config, arm_dir,
@@ -178,8 +178,10 @@ def _run(config, workdir, plan, runs, autoencoders, datasets) -> dict[str, Any]:
         if tuple(run_config.eval.attacks):  # robustness, for the report
           experiment.evaluate(run_config, arm_dir, "latest")
       arm["status"] = "done"
-      logging.info("%s done in %.0f s: final val_loss %s", label,
-                   time.perf_counter() - started,
+      how = (f"filed from {arm['vectorized_in']} (trained there, one program "
+             "for its arms)" if arm["name"] in swept
+             else f"done in {time.perf_counter() - started:.0f} s")
+      logging.info("%s %s: final val_loss %s", label, how,
                    ", ".join(f"{r['val_loss']:.4f}" for r in finals))
       if primary:
         workdir_lib.write_json_atomic(study_file, plan)
