@@ -173,6 +173,7 @@ def test_truncated_checkpoint(workdir, mode):
   result = run_cli(*args, f"--workdir={workdir}")
   _assert_one_line_error(result, f"checkpoint {workdir}/checkpoints/{step_dir.name} "
                          "cannot be restored", "damaged")
+  assert _warnings(result.stderr) == [], result.stderr[-3000:]
   assert _snapshot(workdir) == before
 
 
@@ -282,3 +283,102 @@ def test_disk_full_while_saving_keeps_the_last_checkpoint(workdir):
   result = run_cli(*TINY, "--config.num_epochs=2", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-2000:]
   assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+# ---------------------------------------------------------------------------
+# Each class of hostile input the reliability page lists
+# (docs/reliability.md): one line, status 2, nothing written on failure.
+
+def _warnings(stderr: str) -> list[str]:
+  """Log lines at WARNING or above (absl's 'W1206 ...' / 'E1206 ...'): what
+  a user would have to read besides the result and our one error line."""
+  return [line for line in stderr.splitlines()
+          if len(line) > 1 and line[0] in "WEF" and line[1:5].isdigit()]
+
+
+CHECKED_BEFORE_TRAINING = [
+    ("eval corruption severity", ("--config.eval.corruptions=('gaussian_noise:7',)",),
+     ("config.eval.corruptions='gaussian_noise:7'", "not one of 1-5")),
+    ("subset below the classes", ("--config.train_subset=5",),
+     ("config.train_subset=5", "fewer examples than the 10 classes")),
+    ("more folds than a class has", (
+        "--config.validation=kfold", "--config.folds=40", "--config.fold=0",
+        "--config.train_subset=320"),
+     ("config.folds=40", "has only 32 training examples")),
+    ("inverted split slice", ("--config.train_split=train[60%:20%]",
+                              "--config.train_subset=0"),
+     ("config.train_split='train[60%:20%]'", "empty or inverted slice")),
+]
+
+
+@needs_cifar10
+@pytest.mark.parametrize("name, args, needles", CHECKED_BEFORE_TRAINING,
+                         ids=[c[0] for c in CHECKED_BEFORE_TRAINING])
+def test_checked_before_anything_trains(tmp_path, name, args, needles):
+  result = run_cli(*TINY, *args, f"--workdir={tmp_path / 'w'}")
+  _assert_one_line_error(result, *needles)
+  assert not (tmp_path / "w").exists()
+
+
+@needs_cifar10
+def test_a_misspelt_grid_field_is_named(tmp_path):
+  result = run_cli("--config=configs/grid.py:smoke",
+                   "--config.study.grid=(('optimzer', ('sgd', 'adam')),"
+                   " ('kernel_init', ('he_normal',)))",
+                   f"--workdir={tmp_path / 'w'}")
+  _assert_one_line_error(result, "config.study.grid: swept field 'optimzer'",
+                         "did you mean 'optimizer'")
+  assert not (tmp_path / "w").exists()
+
+
+@needs_cifar10
+def test_eval_prints_its_result_and_no_library_warnings(workdir):
+  result = run_cli("--mode=eval", f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  record = json.loads(result.stdout.strip().splitlines()[-1])
+  assert record["step"] > 0 and 0.0 <= record["val_accuracy"] <= 1.0
+  assert _warnings(result.stderr) == [], _warnings(result.stderr)
+
+
+@needs_cifar10
+def test_eval_overrides_apply_to_the_stored_config(workdir):
+  """The guide's form: --mode=eval --config.eval.* without --config."""
+  result = run_cli("--mode=eval", f"--workdir={workdir}",
+                   "--config.eval.corruptions=('contrast:5',)")
+  assert result.returncode == 0, result.stderr[-3000:]
+  record = json.loads(result.stdout.strip().splitlines()[-1])
+  assert set(record["val_corruption_accuracy"]) == {"contrast:5"}
+  assert (workdir / "corruptions.md").exists()
+  assert _warnings(result.stderr) == [], _warnings(result.stderr)
+
+
+@needs_cifar10
+def test_eval_whose_outputs_cannot_be_written(workdir):
+  """The evaluation succeeds: its record is printed, then one line says
+  what could not be written (eval.json taken by a directory: works for
+  root too, where a read-only workdir would not)."""
+  (workdir / "eval.json").mkdir()
+  before = _snapshot(workdir)
+  result = run_cli("--mode=eval", f"--workdir={workdir}")
+  _assert_one_line_error(result, f"{workdir}/eval.json could not be written",
+                         "the evaluation is printed")
+  assert json.loads(result.stdout.strip().splitlines()[-1])["step"] > 0
+  assert _snapshot(workdir) == before  # (no temporary file left behind)
+
+
+@pytest.mark.parametrize("command", ["report", "analyze"])
+@pytest.mark.parametrize("place", ["missing", "file", "empty"])
+def test_report_and_analyze_on_wrong_places(tmp_path, command, place):
+  target = tmp_path / "target"
+  if place == "file":
+    target.write_text("not a run\n")
+  elif place == "empty":
+    target.mkdir()
+  before = _snapshot(tmp_path)
+  result = run_cli(command, str(target))
+  _assert_one_line_error(result, str(target))
+  assert _snapshot(tmp_path) == before
+  assert sorted(os.listdir(tmp_path)) == ([] if place == "missing"
+                                          else ["target"])
+  if place == "empty":
+    assert os.listdir(target) == []
