@@ -86,6 +86,9 @@ def _fail(message: str, exc: BaseException | None = None, status: int = 2) -> No
     if exc is not None:
       import traceback
       traceback.print_exception(exc)
+  # One line, whatever the input held: control characters and line
+  # separators (a value typed on the command line) shown escaped.
+  message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(status)
 

@@ -74,6 +74,10 @@ def set_field(config, field: str, value) -> None:
 def variants(config) -> tuple[dict[str, Any], ...]:
   """config.variants as dicts ((): a plain run)."""
   raw = config.get("variants", ()) or ()
+  for i, v in enumerate(raw):
+    if not (isinstance(v, dict) or hasattr(v, "to_dict")):
+      raise UserError(f"config.variants[{i}]={v!r}: expected a dict of field "
+                      "overrides with a 'name'")
   return tuple(dict(v.to_dict() if hasattr(v, "to_dict") else v) for v in raw)
 
 
