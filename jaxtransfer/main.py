@@ -341,11 +341,13 @@ def _dispatch(positional: list[str]) -> None:
     if config is None:
       raise UserError("--config is required for --mode=train "
                       "(e.g. --config=configs/ae_init.py)")
+    from jaxtransfer.core import provenance
     from jaxtransfer.study import runner
+    made_by = provenance.invocation(sys.argv, fresh=_FRESH.value)
     if runner.is_study(config):
-      runner.run(config, workdir, fresh=_FRESH.value)
+      runner.run(config, workdir, fresh=_FRESH.value, invocation=made_by)
     else:
-      experiment.train(config, workdir, fresh=_FRESH.value)
+      experiment.train(config, workdir, fresh=_FRESH.value, invocation=made_by)
   else:
     if config is None:
       config = experiment.config_from_workdir(workdir)
