@@ -233,6 +233,7 @@ def get_config(arg=None):
   config.l2_form = "squared"
   config.kernel_l1 = 0.0
   config.bias_l1 = 0.0
+  # The rate the schedule below starts from (not used by 'piecewise').
   config.learning_rate = 1e-3
   # Learning-rate schedule over epochs: 'constant'; 'step' (x lr_step_factor
   # every lr_step_epochs); 'piecewise' (lr_values[i] until lr_boundaries[i],
@@ -243,9 +244,9 @@ def get_config(arg=None):
   config.lr_boundaries = ()
   config.lr_values = ()
   config.warmup_epochs = 0
-  config.batch_size = 128
-  config.num_epochs = 20
-  config.eval_batch_size = 500
+  config.batch_size = 128  # training examples per step, all devices together
+  config.num_epochs = 20  # passes over the training set
+  config.eval_batch_size = 500  # examples per evaluation step
   # Accuracy per class in the metrics (train_/val_class_accuracy, a list in
   # label order) and the report (seed 002's constrained classes).
   config.per_class_metrics = False
@@ -290,7 +291,7 @@ def get_config(arg=None):
   config.keep_checkpoints = 2
   # Progress: the loss on the progress bar is fetched every N steps.
   config.log_every_steps = 20
-  config.progress_bar = True
+  config.progress_bar = True  # tqdm bars on the terminal
 
   if arg.smoke:
     shrink_for_smoke(config)

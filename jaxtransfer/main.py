@@ -8,6 +8,7 @@
   jaxtransfer convert --arch=resnet50 --torch_checkpoint=resnet50-0676ba61.pth --out=DIR
   jaxtransfer report DIR
   jaxtransfer analyze DIR [--corruptions=all] [--probe_examples=N]
+  jaxtransfer --help                  the commands; COMMAND --help: its flags
 
 `jaxtransfer` (the console script) is the same program. Mistakes in the input
 end in one line on stderr starting with `error:` and exit status 2 (3 for a
@@ -114,6 +115,9 @@ def _flag_value(argv: list[str], name: str) -> str | None:
 def _parse_flags(argv: list[str]) -> list[str]:
   from jaxtransfer.core import configlib, stored_config
 
+  if _help_asked(argv):
+    print(_usage(argv))
+    sys.exit(0)
   if (configlib.config_path_in(argv) is None
       and any(a.startswith("--config.") for a in argv)
       and _flag_value(argv, "mode") == "eval" and _flag_value(argv, "workdir")):
@@ -276,6 +280,71 @@ def _analyze(positional: list[str]) -> None:
 
 SUBCOMMANDS = {"convert": _convert, "report": _report, "analyze": _analyze}
 
+# `jaxtransfer --help` and `jaxtransfer COMMAND --help` (--helpfull: absl's
+# list of every flag): command -> (usage, what it does, its flags). Runs are
+# --mode=train|eval, listed as the commands train and eval.
+COMMAND_HELP = {
+    "train": ("--config=FILE[:ARGS] --workdir=DIR [--config.FIELD=VALUE ...]",
+              "train a run or a study (the default --mode; resumes a run "
+              "the workdir holds)",
+              ("config", "workdir", "mode", "fresh", "coordinator_address",
+               "num_processes", "process_id")),
+    "eval": ("--mode=eval --workdir=DIR [--checkpoint=best]",
+             "evaluate a run's checkpoint (the config stored in the workdir "
+             "unless --config is given)",
+             ("mode", "workdir", "config", "checkpoint", "coordinator_address",
+              "num_processes", "process_id")),
+    "report": ("report WORKDIR",
+               "rebuild a study's report.md and plots from its files", ()),
+    "analyze": ("analyze WORKDIR [flags]",
+                "probes, CKA, filters and corruption accuracy of a study's "
+                "finished runs, added to its report",
+                ("probe_examples", "shots", "draws", "cka_examples",
+                 "corruptions", "corruption_examples")),
+    "convert": ("convert --torch_checkpoint=FILE --out=DIR [--arch=NAME]",
+                "torchvision weights to Flax parameters (orbax), the "
+                "config.init_weights of config.init='imagenet'",
+                ("arch", "torch_checkpoint", "out", "with_classifier")),
+}
+_HELP_FLAGS = ("--help", "-help", "-h", "-?")
+
+
+def _help_asked(argv: list[str]) -> bool:
+  return argv[1:2] == ["help"] or any(a in _HELP_FLAGS for a in argv[1:])
+
+
+def _usage(argv: list[str]) -> str:
+  """The commands with a line each, or one command's flags (argv names it)."""
+  command = next((a for a in argv[1:] if a in COMMAND_HELP), None)
+  if command is None and "--mode=eval" in argv:
+    command = "eval"
+  if command is None:
+    width = max(map(len, COMMAND_HELP))
+    return "\n".join(
+        ["usage: jaxtransfer [COMMAND] [flags]", "", "commands:"]
+        + [f"  {name:<{width}}  {about}"
+           for name, (_, about, _) in COMMAND_HELP.items()]
+        + ["", "train is the default (--mode=train), eval is --mode=eval; "
+           "the others are words:", ""]
+        + [f"  jaxtransfer {use}" for use, _, _ in COMMAND_HELP.values()]
+        + ["", "jaxtransfer COMMAND --help: its flags; --helpfull: every "
+           "flag, absl's included."])
+  use, about, names = COMMAND_HELP[command]
+  names = names + ("verbosity",)
+  lines = [f"usage: jaxtransfer {use}", "", f"{command}: {about}.", "",
+           "flags:"]
+  width = max(len(n) for n in names) + 3
+  for name in names:
+    flag = FLAGS[name]
+    default = flag.default
+    if isinstance(default, (list, tuple)):
+      default = ",".join(map(str, default))
+    shown = "''" if default == "" else str(default).lower() if isinstance(
+        default, bool) else default
+    lines.append(f"  --{name:<{width}}{' '.join(flag.help.split())} "
+                 f"(default: {shown})")
+  return "\n".join(lines)
+
 
 def _dispatch(positional: list[str]) -> None:
   from jaxtransfer.core import distributed
@@ -299,11 +368,13 @@ def _dispatch(positional: list[str]) -> None:
     if config is None:
       raise UserError("--config is required for --mode=train "
                       "(e.g. --config=configs/ae_init.py)")
+    from jaxtransfer.core import provenance
     from jaxtransfer.study import runner
+    made_by = provenance.invocation(sys.argv, fresh=_FRESH.value)
     if runner.is_study(config):
-      runner.run(config, workdir, fresh=_FRESH.value)
+      runner.run(config, workdir, fresh=_FRESH.value, invocation=made_by)
     else:
-      experiment.train(config, workdir, fresh=_FRESH.value)
+      experiment.train(config, workdir, fresh=_FRESH.value, invocation=made_by)
   else:
     if config is None:
       config = experiment.config_from_workdir(workdir)

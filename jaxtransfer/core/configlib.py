@@ -112,7 +112,7 @@ def unknown_field_message(field: str, config: ml_collections.ConfigDict) -> str:
           f"(known fields: {', '.join(sorted(n for n in names if '.' not in n))})")
 
 
-def _config_spec(argv: list[str]) -> str | None:
+def config_spec_in(argv: list[str]) -> str | None:
   """`FILE[:ARG]` of `--config=FILE[:ARG]` (or `--config FILE[:ARG]`), if given."""
   for i, arg in enumerate(argv):
     if arg.startswith("--config="):
@@ -124,7 +124,7 @@ def _config_spec(argv: list[str]) -> str | None:
 
 def config_path_in(argv: list[str]) -> str | None:
   """The config file named on a command line, if any."""
-  spec = _config_spec(argv)
+  spec = config_spec_in(argv)
   return spec.split(":", 1)[0] if spec is not None else None
 
 
@@ -139,7 +139,7 @@ def explain_load_error(argv: list[str], exc: BaseException) -> str:
   """One line for an error raised while absl loaded the config file or
   applied a `--config.field=value` override: loads the file again on its own
   to tell a missing file, a bad field in the file and a bad override apart."""
-  spec = _config_spec(argv)
+  spec = config_spec_in(argv)
   if spec is None:
     return f"config: {exc}"
   path, _, arg = spec.partition(":")

@@ -42,7 +42,9 @@ class RunKind:
   enabled(config)                         whether the config asks for it
   switch(config)                          the field that switched it on, as
                                           'config.<field>=<value>'
-  train(config, workdir, *, fresh, dataset, hooks) -> history records
+  train(config, workdir, *, fresh, dataset, hooks, invocation) -> history
+                                          records (invocation: the command
+                                          line for provenance.json, or None)
   final_run(config, workdir) -> (config, run_dir) of the run that holds
                                           the final model (for eval, analyze;
                                           None: no single final model)

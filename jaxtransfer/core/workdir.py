@@ -8,6 +8,9 @@
   <workdir>/autoencoder/    the pre-trained autoencoder's own run (ae_init)
   <workdir>/archive/<time>/ earlier runs moved aside by --fresh
   <workdir>/.lock           who is writing to the workdir (one run at a time)
+  <workdir>/provenance.json every `--mode=train` command run here: command,
+                            config, commit, date (provenance.py); kept
+                            across --fresh
 
 Resuming a workdir with a config that changes the experiment is refused;
 `--fresh` moves the old run into archive/ instead of deleting anything.
@@ -32,6 +35,7 @@ from jaxtransfer.core.errors import UserError
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.json"
+PROVENANCE_FILE = "provenance.json"
 ARCHIVE_DIR = "archive"
 TENSORBOARD_DIR = "tensorboard"
 RUN_ARTIFACTS = (CONFIG_FILE, METRICS_FILE, EVAL_FILE, "checkpoints",
@@ -161,7 +165,7 @@ def archive_run(workdir: str, whole: bool = False) -> str | None:
   """
   if whole:
     present = sorted(name for name in os.listdir(workdir)
-                     if name not in (ARCHIVE_DIR, LOCK_FILE))
+                     if name not in (ARCHIVE_DIR, LOCK_FILE, PROVENANCE_FILE))
   else:
     present = [name for name in RUN_ARTIFACTS
                if os.path.exists(os.path.join(workdir, name))]

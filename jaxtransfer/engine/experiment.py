@@ -75,20 +75,24 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
   return ae
 
 
-def train(config, workdir: str, *, fresh: bool = False) -> list[dict[str, Any]]:
+def train(config, workdir: str, *, fresh: bool = False,
+          invocation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
   """--mode=train: for init='autoencoder' without ae_checkpoint, pre-train
   the autoencoder in <workdir>/autoencoder first (its own resumable run).
   A config that switches on a feature's kind of run (core/registry.py:
-  RunKind; e.g. config.stages) is that kind's run."""
+  RunKind; e.g. config.stages) is that kind's run. `invocation` (main's
+  command line, core/provenance.py) goes into <workdir>/provenance.json
+  when the run writes its config.json, past every check."""
   kind = registry.run_kind_of(config)  # a feature's kind of run
   if kind is not None:
-    return kind.train(config, workdir, fresh=fresh)
+    return kind.train(config, workdir, fresh=fresh, invocation=invocation)
   validation.validate(config)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)  # before any stage runs
   if not (config.task == "classifier" and config.init == "autoencoder"
           and not config.ae_checkpoint):
-    return training.train_and_evaluate(config, workdir, fresh=fresh)
+    return training.train_and_evaluate(config, workdir, fresh=fresh,
+                                       invocation=invocation)
 
   if not fresh and checkpoints.finished_history(workdir, config.num_epochs) is not None:
     return training.train_and_evaluate(config, workdir)  # done: no data needed
@@ -103,7 +107,8 @@ def train(config, workdir: str, *, fresh: bool = False) -> list[dict[str, Any]]:
                               dataset=dataset)
   if distributed.is_primary():
     write_reconstructions(ae_config, ae_dir)
-  return training.train_and_evaluate(config, workdir, dataset=dataset)
+  return training.train_and_evaluate(config, workdir, dataset=dataset,
+                                     invocation=invocation)
 
 
 def write_reconstructions(config, run_dir: str, count: int = 8) -> str:

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from jaxtransfer import data
-from jaxtransfer.core import (checkpoints, configlib, distributed,
+from jaxtransfer.core import (checkpoints, configlib, distributed, provenance,
                               tensorboard_events, workdir as workdir_lib)
 from jaxtransfer.data import augment, kfold
 from jaxtransfer.engine import freezing, run_setup, validation, variants
@@ -85,10 +85,12 @@ def request_stop() -> None:
 
 def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
                        name: str | None = None, hooks: Hooks | None = None,
-                       dataset: data.Dataset | None = None) -> list[dict[str, Any]]:
+                       dataset: data.Dataset | None = None,
+                       invocation=None) -> list[dict[str, Any]]:
   """Trains the config's task in `workdir` (resuming if possible). `name`
   labels logs and the progress bar (default: the task); `dataset` skips
-  reading the data again when the caller already has it.
+  reading the data again when the caller already has it; `invocation` (the
+  command line, core/provenance.py) joins provenance.json with config.json.
 
   Everything that can be checked is checked before the workdir is touched:
   the config, the workdir's own config, the data.
@@ -131,7 +133,8 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False,
     store = open_writers.enter_context(contextlib.closing(
         checkpoints.RunCheckpoints(workdir, keep=config.keep_checkpoints)))
     return _train(config, config_dict, workdir, store, name, hooks, dataset,
-                  setup, init_state, keys, initial_params, open_writers)
+                  setup, init_state, keys, initial_params, open_writers,
+                  invocation)
 
 
 def training_examples(dataset) -> int:
@@ -208,7 +211,8 @@ def _check_finite(bad_steps, steps_per_epoch: int, seeds=None) -> None:
 
 def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
            init_state, keys, initial_params,
-           open_writers: contextlib.ExitStack) -> list[dict[str, Any]]:
+           open_writers: contextlib.ExitStack,
+           invocation=None) -> list[dict[str, Any]]:
   steps_per_epoch = setup.steps_per_epoch
   seeds = seeds_of(config)
   # Quiet when a caller shows progress its own way (a study's bar); without
@@ -219,6 +223,7 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
                                            init_state, keys, name,
                                            initial_params, log)
   workdir_lib.record_config(workdir, config_dict)
+  provenance.record(workdir, invocation)
   workdir_lib.sync_metrics(workdir, history)
   events = (open_writers.enter_context(contextlib.closing(
       tensorboard_events.EventWriters(workdir, history)))

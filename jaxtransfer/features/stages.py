@@ -41,8 +41,8 @@ import jax
 import ml_collections
 
 from jaxtransfer import data
-from jaxtransfer.core import (checkpoints, configlib, distributed, registry,
-                              workdir as workdir_lib)
+from jaxtransfer.core import (checkpoints, configlib, distributed, provenance,
+                              registry, workdir as workdir_lib)
 from jaxtransfer.core.errors import UserError
 from jaxtransfer.engine import (experiment, freezing, initialization, training,
                                 validation)
@@ -215,7 +215,7 @@ def _write_metrics(staged, workdir: str) -> list[dict[str, Any]]:
 
 
 def run(config, workdir: str, *, fresh: bool = False, dataset=None,
-        hooks=None) -> list[dict[str, Any]]:
+        hooks=None, invocation=None) -> list[dict[str, Any]]:
   """Runs (or resumes) every stage in order; returns the combined metrics."""
   validation.validate(config)  # every stage too (validate above)
   config_dict = configlib.to_dict(config)
@@ -242,6 +242,7 @@ def run(config, workdir: str, *, fresh: bool = False, dataset=None,
   # --fresh: the stage directories go to archive/ with the rest.
   with workdir_lib.claim(workdir, config_dict, fresh, whole=True):
     workdir_lib.record_config(workdir, config_dict)
+    provenance.record(workdir, invocation)  # the command line, if main's
     first = staged[0][1]
     if first.init == "autoencoder" and not config.ae_checkpoint:
       # <workdir>/autoencoder, pre-trained once (resumable) for stage 0

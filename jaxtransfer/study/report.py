@@ -2,11 +2,12 @@
 
   jaxtransfer report <workdir>
 
-writes <workdir>/report.md with a summary table (a row per arm: a column per
-swept field, best validation loss and its epoch, final validation accuracy,
-each as mean +/- std over seeds; seconds per epoch; compile seconds;
-parameters trained), a table per arm with its seeds, the skipped arms and
-why, and the plots:
+writes <workdir>/report.md with how the study was made (command, config and
+its arguments, commit, date: <workdir>/provenance.json), a summary table (a
+row per arm: a column per swept field, best validation loss and its epoch,
+final validation accuracy, each as mean +/- std over seeds; seconds per
+epoch; compile seconds; parameters trained), a table per arm with its seeds,
+the skipped arms and why, and the plots:
 
   val_loss.png                   validation loss per epoch, a panel per value
                                  of one swept field (`study.panel_by`; the
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxtransfer.core import registry, workdir as workdir_lib
+from jaxtransfer.core import provenance, registry, workdir as workdir_lib
 from jaxtransfer.engine import experiment
 from jaxtransfer.study import report_columns
 from jaxtransfer.study.analysis import analysis_report
@@ -236,6 +237,7 @@ def write_report(workdir: str) -> str:
     lines.append(f"- skipped **{arm['name']}**: {arm['reason']}")
   for arm in not_yet:
     lines.append(f"- not run yet: **{arm['name']}**")
+  lines += provenance.report_lines(workdir)
   axes = study["axes"]
   for section in sections:  # the features' own arms
     if section.name in filed_by:

@@ -51,7 +51,7 @@ from absl import logging
 import tqdm
 
 from jaxtransfer import data
-from jaxtransfer.core import (configlib, distributed, registry,
+from jaxtransfer.core import (configlib, distributed, provenance, registry,
                               workdir as workdir_lib)
 from jaxtransfer.engine import experiment, training
 from jaxtransfer.study import report, vectorize
@@ -81,9 +81,12 @@ class _StudyProgress:
     self._bar.close()
 
 
-def run(config, workdir: str, *, fresh: bool = False) -> dict[str, Any]:
+def run(config, workdir: str, *, fresh: bool = False,
+        invocation: dict[str, Any] | None = None) -> dict[str, Any]:
   """Trains every arm that can run (resuming), then writes the report. The
-  study's workdir stays locked throughout; each arm locks its own too."""
+  study's workdir stays locked throughout; each arm locks its own too.
+  `invocation` (main's command line, core/provenance.py) goes into
+  <workdir>/provenance.json once the study has passed its checks."""
   plan, runs, autoencoders = plan_study(config, workdir)
   config_dict = configlib.to_dict(config)
   workdir_lib.check(workdir, config_dict, fresh)
@@ -99,6 +102,7 @@ def run(config, workdir: str, *, fresh: bool = False) -> dict[str, Any]:
   # and sources' runs move to archive/ too (they belong to the old config).
   with workdir_lib.claim(workdir, config_dict, fresh, whole=True):
     workdir_lib.record_config(workdir, config_dict)
+    provenance.record(workdir, invocation)
     return _run(config, workdir, plan, runs, autoencoders, datasets)
 
 

@@ -46,8 +46,8 @@ import ml_collections
 import numpy as np
 
 from jaxtransfer import data
-from jaxtransfer.core import (checkpoints, configlib, distributed, registry,
-                              workdir as workdir_lib)
+from jaxtransfer.core import (checkpoints, configlib, distributed, provenance,
+                              registry, workdir as workdir_lib)
 from jaxtransfer.engine import (experiment, initialization, steps, training,
                                 validation)
 from jaxtransfer.core.errors import UserError
@@ -205,8 +205,10 @@ def _subset(dataset: data.Dataset, indices: np.ndarray) -> data.Dataset:
 
 def run(config, workdir: str, *, fresh: bool = False,
         dataset: data.Dataset | None = None,
-        hooks: training.Hooks | None = None) -> list[dict[str, Any]]:
-  """Runs (or resumes) every seed's chain; returns rounds.jsonl's records."""
+        hooks: training.Hooks | None = None,
+        invocation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+  """Runs (or resumes) every seed's chain; returns rounds.jsonl's records.
+  `invocation`: the command line, for provenance.json."""
   validation.validate(config)
   validate(config)
   config_dict = configlib.to_dict(config)
@@ -221,6 +223,7 @@ def run(config, workdir: str, *, fresh: bool = False,
   # --fresh: rounds.jsonl and every seed's rounds go to archive/ too.
   with workdir_lib.claim(workdir, config_dict, fresh, whole=True):
     workdir_lib.record_config(workdir, config_dict)
+    provenance.record(workdir, invocation)
     config = _pretrain_once(config, workdir, dataset)
     for seed in seeds:
       _chain(config, workdir, seed, sizes, dataset, hooks)

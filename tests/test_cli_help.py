@@ -1,0 +1,57 @@
+"""`jaxtransfer --help` lists the commands and `jaxtransfer COMMAND --help`
+that command's flags, exit status 0; every flag main.py defines is listed
+under some command, and every subcommand is listed."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+from jaxtransfer import main
+
+
+def _help(*args):
+  result = subprocess.run(
+      [sys.executable, "-m", "jaxtransfer.main", *args], cwd=REPO_ROOT,
+      capture_output=True, text=True, timeout=120, env=dict(os.environ))
+  assert result.returncode == 0, result.stderr[-2000:]
+  return result.stdout
+
+
+def test_help_lists_every_command():
+  assert set(main.SUBCOMMANDS) <= set(main.COMMAND_HELP)
+  for args in (("--help",), ("help",), ("-h",)):
+    text = _help(*args)
+    listed = re.findall(r"^  (\w+)  ", text, re.M)
+    assert listed == list(main.COMMAND_HELP), text
+    assert "--helpfull" in text
+
+
+@pytest.mark.parametrize("command", sorted(main.COMMAND_HELP))
+def test_command_help_lists_its_flags(command):
+  text = _help(command, "--help")
+  assert text.startswith("usage: jaxtransfer ")
+  _, about, names = main.COMMAND_HELP[command]
+  assert f"{command}: {about}." in text
+  shown = re.findall(r"^  --(\w+) ", text, re.M)
+  assert shown == [*names, "verbosity"], text
+  for name in names:  # its help string, on one line, with the default
+    line = next(l for l in text.splitlines() if l.startswith(f"  --{name} "))
+    assert " ".join(main.FLAGS[name].help.split()) in line
+    assert "(default: " in line
+
+
+def test_every_flag_of_main_is_under_a_command():
+  with open(main.__file__) as f:
+    defined = set(re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", f.read()))
+  listed = {name for _, _, names in main.COMMAND_HELP.values() for name in names}
+  assert defined and defined <= listed, defined - listed
+
+
+def test_eval_mode_and_help_word_name_the_command():
+  assert _help("--mode=eval", "--help").startswith(
+      f"usage: jaxtransfer {main.COMMAND_HELP['eval'][0]}")
+  assert _help("help", "convert").startswith("usage: jaxtransfer convert")
