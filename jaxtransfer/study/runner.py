@@ -197,7 +197,7 @@ def _run_sweeps(config, workdir, runnable, datasets, progress, plan):
   if not vectorize.enabled(config):
     return set()
   swept = set()
-  for index, members in enumerate(vectorize.groups(runnable, workdir)):
+  for index, members in enumerate(vectorize.groups(runnable)):
     names = [arm["name"] for arm, _ in members]
     group = f"{vectorize.GROUP_PREFIX}{index}"
     progress.start(f"{group}: {len(names)} arms in one program")
