@@ -7,6 +7,8 @@
   jaxtransfer convert --torch_checkpoint=alexnet-owt-7be5be79.pth --out=DIR
   jaxtransfer convert --arch=resnet50 --torch_checkpoint=resnet50-0676ba61.pth --out=DIR
   jaxtransfer report DIR
+  jaxtransfer study submit --config=configs/study.py --workdir=DIR --workers=4 --executor=slurm --slurm_partition=P
+  jaxtransfer study status DIR
   jaxtransfer analyze DIR [--corruptions=all] [--probe_examples=N]
 
 `jaxtransfer` (the console script) is the same program. Mistakes in the input
@@ -76,6 +78,27 @@ _CORRUPTIONS = flags.DEFINE_string(
 _CORRUPTION_EXAMPLES = flags.DEFINE_integer(
     "corruption_examples", 0, "analyze: validation images per corruption "
     "(0: all).")
+# study submit: absl flags like the lab's others; the slurm_ ones are the
+# sbatch options a GPU worker needs (submitit's names), the rest is
+# the cluster's defaults.
+_WORKERS = flags.DEFINE_integer("workers", 1, "study submit: how many workers "
+                                "(a job array of this many tasks).")
+_EXECUTOR = flags.DEFINE_string("executor", "local", "study submit: 'slurm' "
+                                "(sbatch) or 'local' (processes here; waits).")
+_SLURM_PARTITION = flags.DEFINE_string("slurm_partition", None,
+                                       "study submit: the SLURM partition.")
+_SLURM_GPUS = flags.DEFINE_integer("slurm_gpus_per_task", 1, "study submit: "
+                                   "GPUs per worker (0: none asked for).")
+_SLURM_TIMEOUT = flags.DEFINE_integer(
+    "slurm_timeout_min", 240, "study submit: each worker's time limit in "
+    "minutes; a worker that reaches it is requeued and resumes (local too).")
+_SLURM_CPUS = flags.DEFINE_integer("slurm_cpus_per_task", None,
+                                   "study submit: CPUs per worker.")
+_SLURM_MEM = flags.DEFINE_float("slurm_mem_gb", None,
+                                "study submit: memory per worker in GB.")
+_SLURM_PARALLEL = flags.DEFINE_integer(
+    "slurm_array_parallelism", None, "study submit: workers running at once "
+    "(default: all).")
 _FRESH = flags.DEFINE_bool(
     "fresh", False, "Start over in a workdir that holds a run: the old run is "
     "moved to <workdir>/archive/<time>/, nothing is deleted.")
@@ -247,7 +270,42 @@ def _analyze(positional: list[str]) -> None:
   print(analyze.analyze(os.path.expanduser(positional[0]), options))
 
 
-SUBCOMMANDS = {"convert": _convert, "report": _report, "analyze": _analyze}
+def _study(positional: list[str]) -> None:
+  from jaxtransfer.study import runner, submit, workers
+
+  usage = ("usage: jaxtransfer study submit --config=FILE --workdir=DIR "
+           "[--workers=N] [--executor=local|slurm] [--slurm_...] | "
+           "jaxtransfer study status DIR")
+  if not positional or positional[0] not in ("submit", "status"):
+    raise UserError(usage)
+  if positional[0] == "status":
+    given = positional[1:] or ([_WORKDIR.value] if _WORKDIR.value else [])
+    if len(given) != 1:
+      raise UserError("usage: jaxtransfer study status DIR")
+    print("\n".join(workers.status(os.path.abspath(
+        os.path.expanduser(given[0])))))
+    return
+  if len(positional) != 1:
+    raise UserError(f"unexpected arguments {positional[1:]}; {usage}")
+  if _CONFIG.value is None or not _WORKDIR.value:
+    raise UserError("study submit needs --config (a study) and --workdir")
+  if not runner.is_study(_CONFIG.value):
+    raise UserError("study submit: --config has no config.study (train a "
+                    "single run with --config and --workdir alone)")
+  resources = submit.Resources(
+      timeout_min=_SLURM_TIMEOUT.value, partition=_SLURM_PARTITION.value,
+      gpus_per_task=_SLURM_GPUS.value, cpus_per_task=_SLURM_CPUS.value,
+      mem_gb=_SLURM_MEM.value, array_parallelism=_SLURM_PARALLEL.value)
+  submit.check_request(_EXECUTOR.value, _WORKERS.value, resources)
+  lines = submit.submit(
+      _CONFIG.value, os.path.abspath(os.path.expanduser(_WORKDIR.value)),
+      executor=_EXECUTOR.value, count=_WORKERS.value, resources=resources,
+      fresh=_FRESH.value)
+  print("\n".join(lines))
+
+
+SUBCOMMANDS = {"convert": _convert, "report": _report, "analyze": _analyze,
+               "study": _study}
 
 
 def _dispatch(positional: list[str]) -> None:
