@@ -297,7 +297,7 @@ def _study(positional: list[str]) -> None:
       gpus_per_task=_SLURM_GPUS.value, cpus_per_task=_SLURM_CPUS.value,
       mem_gb=_SLURM_MEM.value, array_parallelism=_SLURM_PARALLEL.value)
   submit.check_request(_EXECUTOR.value, _WORKERS.value, resources)
-  lines = submit.submit(
+  lines, _ = submit.submit(
       _CONFIG.value, os.path.abspath(os.path.expanduser(_WORKDIR.value)),
       executor=_EXECUTOR.value, count=_WORKERS.value, resources=resources,
       fresh=_FRESH.value)

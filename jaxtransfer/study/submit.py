@@ -108,9 +108,11 @@ def executor_for(executor: str, folder: str, count: int,
 
 def submit(config, workdir: str, *, executor: str, count: int,
            resources: Resources, fresh: bool = False,
-           wait: bool | None = None) -> list[str]:
+           wait: bool | None = None) -> tuple[list[str], list[dict]]:
   """Checks the study, writes its plan, submits `count` workers; returns
-  lines to print. `wait` (default: for the local executor) waits for them."""
+  lines to print and the workers' outcomes (workers.work's, without the
+  plan). `wait` (default: for the local executor) waits for them; without
+  it there are no outcomes."""
   check_request(executor, count, resources)
   study = units.prepare(config, workdir, fresh)  # (writes nothing)
   workers.start(study, fresh)
@@ -132,11 +134,12 @@ def submit(config, workdir: str, *, executor: str, count: int,
            f"logs: {folder}/",
            f"progress: jaxtransfer study status {workdir}"]
   if not (executor == "local" if wait is None else wait):
-    return lines
-  failures = []
+    return lines, []
+  failures, outcomes = [], []
   for index, job in enumerate(jobs):
     try:
       outcome = job.result()
+      outcomes.append(outcome)
       lines.append(f"worker {index}: trained {', '.join(outcome['ran']) or 'nothing'}"
                    + (" and wrote the report" if outcome["report"] else ""))
     except Exception as e:  # pylint: disable=broad-except
@@ -147,4 +150,4 @@ def submit(config, workdir: str, *, executor: str, count: int,
   if failures:
     print("\n".join(lines), flush=True)
     raise UserError("; ".join(failures) + f" (logs: {folder}/)")
-  return lines
+  return lines, outcomes

@@ -97,26 +97,41 @@ def work(config, workdir: str, *, fresh: bool = False, worker: int = 0,
   at the end); otherwise the failure is recorded and raised at once.
   always_report: write the report whenever every unit is done (the plain
   command); otherwise only if none was written since the last unit finished.
-  Returns {"worker", "ran", "failed", "report", "plan"}.
+  Returns {"worker", "ran", "failed", "report", "plan", "seconds"}: seconds
+  spent preparing (plan, data), starting (the plan written), training
+  units, claiming and recording them, waiting for units others hold, and
+  writing the report.
   """
+  seconds = {"prepare": time.perf_counter()}
   study = units.prepare(config, workdir, fresh)
   me = {"worker": worker, "submission": submission or new_submission(),
         "host": socket.gethostname(), "pid": os.getpid()}
+  seconds["start"] = time.perf_counter()
   start(study, fresh)
   primary = distributed.is_primary()
   progress = units.StudyProgress(config.progress_bar and primary,
                                  sum(u.epochs() for u in study.units))
   ran, failed = [], {}
+  seconds.update(loop=time.perf_counter(), train=0.0, wait=0.0)
   try:
-    _loop(study, me, progress, ran, failed, keep_going, poll)
+    _loop(study, me, progress, ran, failed, keep_going, poll, seconds)
   finally:
     progress.close()
+  seconds["report"] = time.perf_counter()
   written = _report_if_done(study, me, always_report)
+  end = time.perf_counter()
+  seconds = {"prepare": seconds["start"] - seconds["prepare"],
+             "start": seconds["loop"] - seconds["start"],
+             "train": seconds["train"], "wait": seconds["wait"],
+             "claim": (seconds["report"] - seconds["loop"] - seconds["train"]
+                       - seconds["wait"]),
+             "report": end - seconds["report"]}
   if failed:
     raise UserError(f"worker {worker}: {len(failed)} unit(s) failed: " +
                     "; ".join(f"{n}: {e}" for n, e in failed.items()))
   return {"worker": worker, "ran": ran, "failed": failed, "report": written,
-          "plan": read_json(os.path.join(workdir, STUDY_FILE))}
+          "plan": read_json(os.path.join(workdir, STUDY_FILE)),
+          "seconds": {k: round(v, 4) for k, v in seconds.items()}}
 
 
 def start(study: units.Prepared, fresh: bool = False) -> None:
@@ -160,7 +175,7 @@ def _mark_done(plan: dict[str, Any], unit: units.Unit) -> None:
         entry["vectorized_in"] = unit.name
 
 
-def _loop(study, me, progress, ran, failed, keep_going, poll) -> None:
+def _loop(study, me, progress, ran, failed, keep_going, poll, seconds) -> None:
   primary = distributed.is_primary()
   while not training.stop_requested():
     with contextlib.ExitStack() as held:
@@ -171,12 +186,13 @@ def _loop(study, me, progress, ran, failed, keep_going, poll) -> None:
       if choice == _WAIT:
         held.close()
         time.sleep(poll)
+        seconds["wait"] += poll
         continue
       unit = study.units[choice]
       if not primary:  # (process 0 holds the lock; this follows it)
         held.enter_context(workdir_lib.lock(os.path.join(study.workdir,
                                                          unit.name)))
-      error = _run_unit(study, unit, me, progress, held, keep_going)
+      error = _run_unit(study, unit, me, progress, held, keep_going, seconds)
       if error:
         failed[unit.name] = error
       else:
@@ -224,7 +240,8 @@ def _claim_next(study, me, held: contextlib.ExitStack) -> int:
   return _WAIT if waiting else _STOP
 
 
-def _run_unit(study, unit, me, progress, held, keep_going) -> str | None:
+def _run_unit(study, unit, me, progress, held, keep_going,
+              seconds) -> str | None:
   """Trains a held unit; returns the failure's last line, or None."""
   workdir = study.workdir
   primary = distributed.is_primary()
@@ -241,7 +258,10 @@ def _run_unit(study, unit, me, progress, held, keep_going) -> str | None:
     workdir_lib.write_json_atomic(state_path(workdir, unit.name), claim)
   started = time.perf_counter()
   try:
-    units.train(unit, study, progress)
+    try:
+      units.train(unit, study, progress)
+    finally:
+      seconds["train"] += time.perf_counter() - started
   except training.Interrupted:
     raise  # (a stop: the claim stays "running"; the lock goes)
   except Exception as e:  # pylint: disable=broad-except
