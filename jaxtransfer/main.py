@@ -7,6 +7,8 @@
   jaxtransfer convert --torch_checkpoint=alexnet-owt-7be5be79.pth --out=DIR
   jaxtransfer convert --arch=resnet50 --torch_checkpoint=resnet50-0676ba61.pth --out=DIR
   jaxtransfer report DIR
+  jaxtransfer study submit --config=configs/study.py --workdir=DIR --workers=4 --executor=slurm --slurm_partition=P
+  jaxtransfer study status DIR
   jaxtransfer analyze DIR [--corruptions=all] [--probe_examples=N]
   jaxtransfer --help                  the commands; COMMAND --help: its flags
 
@@ -18,7 +20,6 @@ Ctrl-C checkpoints at the next step and exits with 128 + the signal number.
 
 from __future__ import annotations
 
-import logging as std_logging
 import os
 import signal
 import sys
@@ -29,6 +30,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from jaxtransfer import cli
 from jaxtransfer.core.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -77,29 +79,30 @@ _CORRUPTIONS = flags.DEFINE_string(
 _CORRUPTION_EXAMPLES = flags.DEFINE_integer(
     "corruption_examples", 0, "analyze: validation images per corruption "
     "(0: all).")
+# study submit: absl flags like the lab's others; the slurm_ ones are the
+# sbatch options a GPU worker needs (submitit's names), the rest is
+# the cluster's defaults.
+_WORKERS = flags.DEFINE_integer("workers", 1, "study submit: how many workers "
+                                "(a job array of this many tasks).")
+_EXECUTOR = flags.DEFINE_string("executor", "local", "study submit: 'slurm' "
+                                "(sbatch) or 'local' (processes here; waits).")
+_SLURM_PARTITION = flags.DEFINE_string("slurm_partition", None,
+                                       "study submit: the SLURM partition.")
+_SLURM_GPUS = flags.DEFINE_integer("slurm_gpus_per_task", 1, "study submit: "
+                                   "GPUs per worker (0: none asked for).")
+_SLURM_TIMEOUT = flags.DEFINE_integer(
+    "slurm_timeout_min", 240, "study submit: each worker's time limit in "
+    "minutes; a worker that reaches it is requeued and resumes (local too).")
+_SLURM_CPUS = flags.DEFINE_integer("slurm_cpus_per_task", None,
+                                   "study submit: CPUs per worker.")
+_SLURM_MEM = flags.DEFINE_float("slurm_mem_gb", None,
+                                "study submit: memory per worker in GB.")
+_SLURM_PARALLEL = flags.DEFINE_integer(
+    "slurm_array_parallelism", None, "study submit: workers running at once "
+    "(default: all).")
 _FRESH = flags.DEFINE_bool(
     "fresh", False, "Start over in a workdir that holds a run: the old run is "
     "moved to <workdir>/archive/<time>/, nothing is deleted.")
-
-
-def _fail(message: str, exc: BaseException | None = None, status: int = 2) -> None:
-  if _verbose():
-    if exc is not None:
-      import traceback
-      traceback.print_exception(exc)
-  # One line, whatever the input held: control characters and line
-  # separators (a value typed on the command line) shown escaped.
-  message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(status)
-
-
-def _verbose() -> bool:
-  try:
-    return FLAGS.verbosity >= 1
-  except flags.UnparsedFlagAccessError:
-    return "-v" in sys.argv or any(a.startswith("--verbosity=") and
-                                   a != "--verbosity=0" for a in sys.argv)
 
 
 def _flag_value(argv: list[str], name: str) -> str | None:
@@ -115,8 +118,8 @@ def _flag_value(argv: list[str], name: str) -> str | None:
 def _parse_flags(argv: list[str]) -> list[str]:
   from jaxtransfer.core import configlib, stored_config
 
-  if _help_asked(argv):
-    print(_usage(argv))
+  if cli.help_asked(argv):
+    print(cli.usage(argv))
     sys.exit(0)
   if (configlib.config_path_in(argv) is None
       and any(a.startswith("--config.") for a in argv)
@@ -137,104 +140,33 @@ def _parse_flags(argv: list[str]) -> list[str]:
       _CONFIG.value.keys()  # a config file that failed to load raises here
     return remaining
   except flags.Error as e:
-    _fail(str(e).replace("\n", " "), e)
+    cli.fail(str(e).replace("\n", " "), e)
   except (UserError, AttributeError, KeyError, TypeError, ValueError,
           OSError, ImportError, SyntaxError) as e:
-    _fail(configlib.explain_load_error(argv, e), e)
-
-
-class _QuietLibraries:
-  """Lets INFO lines through only from jaxtransfer (orbax logs every file it
-  writes at INFO), and drops a few warnings that are expected here."""
-
-  _EXPECTED_WARNINGS = (
-      "OpenCV is not installed",  # TFDS decodes PNGs with PIL instead
-      # asyncio, when it collects the orbax tasks and futures of a restore
-      # that already failed (and was reported): "Task/Future/_GatheringFuture
-      # exception was never retrieved", noise after the error line.
-      "exception was never retrieved",
-      # orbax, when checkpoints.py restores a checkpoint's config or history
-      # alone (--mode=eval reads them before the state): the other items are
-      # there on purpose.
-      "was found in the checkpoint, but could not be restored",
-      # TFDS, for a prepared cifar10_corrupted variant without the file (the
-      # data reads the same).
-      "has no dataset_info.json",
-  )
-
-  def filter(self, record) -> bool:
-    if _verbose():
-      return True
-    ours = f"{os.sep}jaxtransfer{os.sep}" in record.pathname
-    if record.levelno >= std_logging.WARNING:
-      message = record.getMessage()
-      if not ours and record.exc_info:
-        # A library's error with a traceback (orbax on a failed write): the
-        # traceback is for --verbosity=1; our own error line follows.
-        record.exc_info, record.exc_text = None, None
-        record.msg, record.args = message.splitlines()[0][:300] if message else "", ()
-      return not any(w in message for w in self._EXPECTED_WARNINGS)
-    return ours
-
-
-EXIT_BAD_INPUT = 2  # a UserError: nothing was trained with the bad input
-EXIT_DIVERGED = 3   # the loss became non-finite; the last good checkpoint stays
-_received_signal: list[int] = []
-
-
-def _on_stop_signal(signum, frame) -> None:
-  """First SIGTERM/SIGINT: checkpoint at the next step boundary and stop.
-  A second Ctrl-C stops at once (the last checkpoint is still intact)."""
-  from jaxtransfer.engine import training
-  del frame
-  if _received_signal and signum == signal.SIGINT:
-    raise KeyboardInterrupt
-  _received_signal.append(signum)
-  print(f"\n{signal.Signals(signum).name}: saving a checkpoint at the next step "
-        "and stopping (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
-  training.request_stop()
-
-
-def _quiet_thread_failure(args) -> None:
-  """Library worker threads that fail (orbax's writers after a full disk:
-  "Event loop is closed") print tracebacks; the main thread reports the
-  failure in one line, so theirs go to the debug log unless --verbosity=1."""
-  if _verbose():
-    threading.__excepthook__(args)
-  else:
-    logging.debug("background thread %s failed: %r", args.thread, args.exc_value)
-
-
-def _quiet_unraisable(unraisable) -> None:
-  """The same for exceptions raised in callbacks of native threads
-  (tensorstore's, during a failed orbax write)."""
-  if _verbose():
-    sys.__unraisablehook__(unraisable)
-  else:
-    logging.debug("unraisable exception: %r", unraisable.exc_value)
+    cli.fail(configlib.explain_load_error(argv, e), e)
 
 
 def main(argv: list[str]) -> None:
   from jaxtransfer.engine import training
-  logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
-  threading.excepthook = _quiet_thread_failure
-  sys.unraisablehook = _quiet_unraisable
-  signal.signal(signal.SIGTERM, _on_stop_signal)
-  signal.signal(signal.SIGINT, _on_stop_signal)
+  logging.get_absl_handler().python_handler.addFilter(cli.QuietLibraries())
+  threading.excepthook = cli.quiet_thread_failure
+  sys.unraisablehook = cli.quiet_unraisable
+  signal.signal(signal.SIGTERM, cli.on_stop_signal)
+  signal.signal(signal.SIGINT, cli.on_stop_signal)
   try:
     _dispatch(argv[1:])
   except training.Interrupted as e:
     print(f"interrupted: {e}", file=sys.stderr, flush=True)
-    sys.exit(128 + (_received_signal[0] if _received_signal else signal.SIGTERM))
+    sys.exit(128 + (cli.received_signal[0] if cli.received_signal else signal.SIGTERM))
   except training.Diverged as e:
-    _fail(f"{e}. No checkpoint of the bad state was written; the last good one "
+    cli.fail(f"{e}. No checkpoint of the bad state was written; the last good one "
           "stays the latest. Resuming with this config would diverge again: "
           "change it in a new --workdir (or with --fresh, which archives this "
           "run), or start from the good weights with "
           "--config.init=checkpoint --config.init_weights=<this workdir>",
-          e, status=EXIT_DIVERGED)
+          e, status=cli.EXIT_DIVERGED)
   except UserError as e:
-    _fail(str(e), e)
+    cli.fail(str(e), e)
 
 
 def _convert(positional: list[str]) -> None:
@@ -278,73 +210,42 @@ def _analyze(positional: list[str]) -> None:
   print(analyze.analyze(os.path.expanduser(positional[0]), options))
 
 
-SUBCOMMANDS = {"convert": _convert, "report": _report, "analyze": _analyze}
+def _study(positional: list[str]) -> None:
+  from jaxtransfer.study import runner, submit, workers
 
-# `jaxtransfer --help` and `jaxtransfer COMMAND --help` (--helpfull: absl's
-# list of every flag): command -> (usage, what it does, its flags). Runs are
-# --mode=train|eval, listed as the commands train and eval.
-COMMAND_HELP = {
-    "train": ("--config=FILE[:ARGS] --workdir=DIR [--config.FIELD=VALUE ...]",
-              "train a run or a study (the default --mode; resumes a run "
-              "the workdir holds)",
-              ("config", "workdir", "mode", "fresh", "coordinator_address",
-               "num_processes", "process_id")),
-    "eval": ("--mode=eval --workdir=DIR [--checkpoint=best]",
-             "evaluate a run's checkpoint (the config stored in the workdir "
-             "unless --config is given)",
-             ("mode", "workdir", "config", "checkpoint", "coordinator_address",
-              "num_processes", "process_id")),
-    "report": ("report WORKDIR",
-               "rebuild a study's report.md and plots from its files", ()),
-    "analyze": ("analyze WORKDIR [flags]",
-                "probes, CKA, filters and corruption accuracy of a study's "
-                "finished runs, added to its report",
-                ("probe_examples", "shots", "draws", "cka_examples",
-                 "corruptions", "corruption_examples")),
-    "convert": ("convert --torch_checkpoint=FILE --out=DIR [--arch=NAME]",
-                "torchvision weights to Flax parameters (orbax), the "
-                "config.init_weights of config.init='imagenet'",
-                ("arch", "torch_checkpoint", "out", "with_classifier")),
-}
-_HELP_FLAGS = ("--help", "-help", "-h", "-?")
+  usage = ("usage: jaxtransfer study submit --config=FILE --workdir=DIR "
+           "[--workers=N] [--executor=local|slurm] [--slurm_...] | "
+           "jaxtransfer study status DIR")
+  if not positional or positional[0] not in ("submit", "status"):
+    raise UserError(usage)
+  if positional[0] == "status":
+    given = positional[1:] or ([_WORKDIR.value] if _WORKDIR.value else [])
+    if len(given) != 1:
+      raise UserError("usage: jaxtransfer study status DIR")
+    print("\n".join(workers.status(os.path.abspath(
+        os.path.expanduser(given[0])))))
+    return
+  if len(positional) != 1:
+    raise UserError(f"unexpected arguments {positional[1:]}; {usage}")
+  if _CONFIG.value is None or not _WORKDIR.value:
+    raise UserError("study submit needs --config (a study) and --workdir")
+  if not runner.is_study(_CONFIG.value):
+    raise UserError("study submit: --config has no config.study (train a "
+                    "single run with --config and --workdir alone)")
+  resources = submit.Resources(
+      timeout_min=_SLURM_TIMEOUT.value, partition=_SLURM_PARTITION.value,
+      gpus_per_task=_SLURM_GPUS.value, cpus_per_task=_SLURM_CPUS.value,
+      mem_gb=_SLURM_MEM.value, array_parallelism=_SLURM_PARALLEL.value)
+  submit.check_request(_EXECUTOR.value, _WORKERS.value, resources)
+  lines, _ = submit.submit(
+      _CONFIG.value, os.path.abspath(os.path.expanduser(_WORKDIR.value)),
+      executor=_EXECUTOR.value, count=_WORKERS.value, resources=resources,
+      fresh=_FRESH.value)
+  print("\n".join(lines))
 
 
-def _help_asked(argv: list[str]) -> bool:
-  return argv[1:2] == ["help"] or any(a in _HELP_FLAGS for a in argv[1:])
-
-
-def _usage(argv: list[str]) -> str:
-  """The commands with a line each, or one command's flags (argv names it)."""
-  command = next((a for a in argv[1:] if a in COMMAND_HELP), None)
-  if command is None and "--mode=eval" in argv:
-    command = "eval"
-  if command is None:
-    width = max(map(len, COMMAND_HELP))
-    return "\n".join(
-        ["usage: jaxtransfer [COMMAND] [flags]", "", "commands:"]
-        + [f"  {name:<{width}}  {about}"
-           for name, (_, about, _) in COMMAND_HELP.items()]
-        + ["", "train is the default (--mode=train), eval is --mode=eval; "
-           "the others are words:", ""]
-        + [f"  jaxtransfer {use}" for use, _, _ in COMMAND_HELP.values()]
-        + ["", "jaxtransfer COMMAND --help: its flags; --helpfull: every "
-           "flag, absl's included."])
-  use, about, names = COMMAND_HELP[command]
-  names = names + ("verbosity",)
-  lines = [f"usage: jaxtransfer {use}", "", f"{command}: {about}.", "",
-           "flags:"]
-  width = max(len(n) for n in names) + 3
-  for name in names:
-    flag = FLAGS[name]
-    default = flag.default
-    if isinstance(default, (list, tuple)):
-      default = ",".join(map(str, default))
-    shown = "''" if default == "" else str(default).lower() if isinstance(
-        default, bool) else default
-    lines.append(f"  --{name:<{width}}{' '.join(flag.help.split())} "
-                 f"(default: {shown})")
-  return "\n".join(lines)
-
+SUBCOMMANDS = {"convert": _convert, "report": _report, "analyze": _analyze,
+               "study": _study}
 
 def _dispatch(positional: list[str]) -> None:
   from jaxtransfer.core import distributed

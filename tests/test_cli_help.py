@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import REPO_ROOT
-from jaxtransfer import main
+from jaxtransfer import cli, main
 
 
 def _help(*args):
@@ -22,19 +22,19 @@ def _help(*args):
 
 
 def test_help_lists_every_command():
-  assert set(main.SUBCOMMANDS) <= set(main.COMMAND_HELP)
+  assert set(main.SUBCOMMANDS) <= set(cli.COMMAND_HELP)
   for args in (("--help",), ("help",), ("-h",)):
     text = _help(*args)
     listed = re.findall(r"^  (\w+)  ", text, re.M)
-    assert listed == list(main.COMMAND_HELP), text
+    assert listed == list(cli.COMMAND_HELP), text
     assert "--helpfull" in text
 
 
-@pytest.mark.parametrize("command", sorted(main.COMMAND_HELP))
+@pytest.mark.parametrize("command", sorted(cli.COMMAND_HELP))
 def test_command_help_lists_its_flags(command):
   text = _help(command, "--help")
   assert text.startswith("usage: jaxtransfer ")
-  _, about, names = main.COMMAND_HELP[command]
+  _, about, names = cli.COMMAND_HELP[command]
   assert f"{command}: {about}." in text
   shown = re.findall(r"^  --(\w+) ", text, re.M)
   assert shown == [*names, "verbosity"], text
@@ -47,11 +47,11 @@ def test_command_help_lists_its_flags(command):
 def test_every_flag_of_main_is_under_a_command():
   with open(main.__file__) as f:
     defined = set(re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", f.read()))
-  listed = {name for _, _, names in main.COMMAND_HELP.values() for name in names}
+  listed = {name for _, _, names in cli.COMMAND_HELP.values() for name in names}
   assert defined and defined <= listed, defined - listed
 
 
 def test_eval_mode_and_help_word_name_the_command():
   assert _help("--mode=eval", "--help").startswith(
-      f"usage: jaxtransfer {main.COMMAND_HELP['eval'][0]}")
+      f"usage: jaxtransfer {cli.COMMAND_HELP['eval'][0]}")
   assert _help("help", "convert").startswith("usage: jaxtransfer convert")

@@ -67,6 +67,15 @@ def barrier(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def broadcast_int(value: int) -> int:
+  """Process 0's `value` on every process (itself with one process): a
+  decision only process 0 can make, such as which unit of a study to take."""
+  if jax.process_count() == 1:
+    return int(value)
+  from jax.experimental import multihost_utils
+  return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
+
+
 def put_replicated(array: np.ndarray, sharding) -> jax.Array:
   """A host array (the same on every process) as a global replicated array."""
   array = np.asarray(array)

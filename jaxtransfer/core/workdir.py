@@ -25,6 +25,7 @@ import json
 import os
 import re
 import socket
+import time
 from typing import Any, Callable
 
 from absl import logging
@@ -249,13 +250,19 @@ LOCK_FILE = ".lock"
 _held_locks: dict[str, list] = {}  # lock path -> [fd, depth], this process
 
 
+class Busy(UserError):
+  """The workdir's lock is held by another process (a run in progress)."""
+
+
 @contextlib.contextmanager
-def lock(workdir: str):
+def lock(workdir: str, wait: float = 0.0):
   """An exclusive lock on <workdir>/.lock (flock), re-entrant in a process.
 
   The kernel drops a flock when its process dies, SIGKILL included, so a
   killed run never leaves the workdir stuck. The file says who holds it.
   Only process 0 of a multi-process run locks (the others follow it).
+  `wait`: seconds to keep trying while another process holds it (a short
+  hold, such as a study's plan being written); then, or at once, Busy.
   """
   if not distributed.is_primary():
     yield
@@ -269,14 +276,20 @@ def lock(workdir: str):
       _held_locks[path][1] -= 1
     return
   fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-  try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except BlockingIOError:
-    holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "?"
-    os.close(fd)
-    raise UserError(
-        f"workdir {workdir} is in use by another run ({holder}); wait for it "
-        "to finish or stop it, or use another --workdir") from None
+  deadline = time.monotonic() + wait
+  while True:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      break
+    except BlockingIOError:
+      if time.monotonic() < deadline:
+        time.sleep(0.05)
+        continue
+      holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "?"
+      os.close(fd)
+      raise Busy(
+          f"workdir {workdir} is in use by another run ({holder}); wait for "
+          "it to finish or stop it, or use another --workdir") from None
   holder = (f"pid {os.getpid()} on {socket.gethostname()} since "
             f"{datetime.datetime.now().isoformat(timespec='seconds')}")
   os.ftruncate(fd, 0)
@@ -287,6 +300,25 @@ def lock(workdir: str):
   finally:
     del _held_locks[path]
     os.close(fd)  # releases the flock
+
+
+def is_locked(workdir: str) -> bool:
+  """Whether a process holds <workdir>/.lock now (this one included): a
+  probe that takes and drops the lock at once, and writes nothing."""
+  path = os.path.join(os.path.abspath(workdir), LOCK_FILE)
+  if path in _held_locks:
+    return True
+  try:
+    fd = os.open(path, os.O_RDWR)  # (an exclusive flock over NFS needs it)
+  except FileNotFoundError:
+    return False
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    return True
+  finally:
+    os.close(fd)  # (drops the probe's lock, if it got it)
+  return False
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:

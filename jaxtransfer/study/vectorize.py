@@ -14,7 +14,7 @@ its own ordinary, finished run directory.
 
 Arms join a group when their configs agree on everything but the vector
 fields (and on whether weight decay is on at all); staged, active-learning
-and autoencoder-initialised arms, and arms already finished, train alone.
+and autoencoder-initialised arms train alone.
 """
 
 from __future__ import annotations
@@ -58,13 +58,14 @@ def _can_join(config) -> bool:
               or config.init == "autoencoder" or config.get("variants"))
 
 
-def groups(runnable, workdir: str) -> list[list[tuple[dict, Any]]]:
+def groups(runnable) -> list[list[tuple[dict, Any]]]:
   """The (arm, config) pairs that share a program, two or more per group,
-  in the order of their first arm; finished arms are left out."""
+  in the order of their first arm. From the configs alone, so group k is the
+  same group in every process and every rerun, whatever has finished (a
+  finished group trains nothing again, and export skips finished arms)."""
   by_signature: dict[str, list] = {}
   for arm, config in runnable:
-    arm_dir = os.path.join(workdir, arm["name"])
-    if not _can_join(config) or checkpoints.finished_history(arm_dir, config.num_epochs):
+    if not _can_join(config):
       continue
     by_signature.setdefault(_signature(config), []).append((arm, config))
   return [members for members in by_signature.values() if len(members) > 1]
@@ -94,14 +95,20 @@ def run_group(index: int, members, workdir: str, dataset, hooks) -> str:
   group_dir = os.path.join(workdir, f"{GROUP_PREFIX}{index}")
   training.train_and_evaluate(config, group_dir, name=f"sweep {index}",
                               dataset=dataset, hooks=hooks)
-  export(config, group_dir, [(arm["name"], run) for arm, run in members],
-         workdir, dataset)
+  unfinished = {arm["name"] for arm, run in members
+                if checkpoints.finished_history(
+                    os.path.join(workdir, arm["name"]), run.num_epochs) is None}
+  if unfinished:
+    export(config, group_dir, [(arm["name"], run) for arm, run in members],
+           workdir, dataset, only=unfinished)
   return group_dir
 
 
-def export(config, group_dir: str, members, workdir: str, dataset) -> None:
+def export(config, group_dir: str, members, workdir: str, dataset,
+           only=None) -> None:
   """Each member's slice of the group's final state and records, as the
-  finished run directory <workdir>/<name>/ of the member's own config."""
+  finished run directory <workdir>/<name>/ of the member's own config
+  (`only`: just these members' directories; None: every member's)."""
   steps_per_epoch = len(dataset.train) * augment.views_per_epoch(
       config.augment) // config.batch_size
   setup, init_state = training.build_setup(
@@ -118,6 +125,8 @@ def export(config, group_dir: str, members, workdir: str, dataset) -> None:
   state = jax.device_get(state)
   seeds = config.num_seeds
   for v, (name, arm_config) in enumerate(members):
+    if only is not None and name not in only:
+      continue
     arm_setup, arm_init = training.build_setup(
         arm_config, dataset.num_classes, steps_per_epoch,
         arm_config.batch_size, pixel_stats=dataset.pixel_stats)
