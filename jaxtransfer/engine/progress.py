@@ -1,9 +1,12 @@
-"""The progress bar of a run's epoch (tqdm): steps, running loss, images/s."""
+"""What a run shows of itself while it trains: the epoch's progress bar
+(tqdm: steps, running loss, images/s) and the memory it has used."""
 
 from __future__ import annotations
 
+import resource
 import time
 
+import jax
 import tqdm
 
 
@@ -30,3 +33,14 @@ class EpochBar:
 
   def close(self) -> None:
     self._bar.close()
+
+
+def memory_usage() -> dict[str, float]:
+  """Peak host RSS of this process and, where the backend reports it, the
+  peak device memory (MiB)."""
+  usage = {"host_peak_rss_mb": round(
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    usage["device_peak_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
+  return usage

@@ -32,7 +32,7 @@ from jaxtransfer.core import (checkpoints, configlib, distributed, provenance,
 from jaxtransfer.data import augment, kfold
 from jaxtransfer.engine import freezing, run_setup, validation, variants
 from jaxtransfer.core.errors import UserError, brief
-from jaxtransfer.engine.progress import EpochBar
+from jaxtransfer.engine.progress import EpochBar, memory_usage
 # The step machinery lives in steps.py; these names are part of this
 # module's interface too (benchmarks and tests use them from here).
 from jaxtransfer.engine.run_setup import abstract_state, build_setup  # noqa: F401
@@ -163,18 +163,6 @@ def normalization_record(config, setup) -> dict[str, Any]:
     return {}
   return {"input_mean": [float(m) for m in setup.mean],
           "input_std": [float(s) for s in setup.std]}
-
-
-def memory_usage() -> dict[str, float]:
-  """Peak host RSS of this process and, where the backend reports it, the
-  peak device memory (MiB)."""
-  import resource
-  usage = {"host_peak_rss_mb": round(
-      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-  stats = jax.local_devices()[0].memory_stats() or {}
-  if "peak_bytes_in_use" in stats:
-    usage["device_peak_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
-  return usage
 
 
 def _run_epoch(step_fn, state, inputs, first: int, steps_per_epoch: int,
