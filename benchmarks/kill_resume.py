@@ -19,6 +19,7 @@ import datetime
 import os
 import platform
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -66,15 +67,41 @@ def identical(a: tuple[list[dict], dict], b: tuple[list[dict], dict]) -> bool:
       for x, y in zip(map(np.asarray, leaves_a), map(np.asarray, leaves_b)))
 
 
-def kill_once(workdir: str, delay: float | None, args=ARGS) -> str:
+def complete_steps(workdir: str) -> list[int]:
+  """The steps of the complete checkpoints on disk. Orbax writes a step to
+  `<step>.orbax-checkpoint-tmp-<time>/` and renames it to `<step>/` once every
+  file is written (core/checkpoints.py): a name of digits alone is complete."""
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
+def resumed_from(stderr: str) -> int | None:
+  """The step a run says it resumed from (run_setup.initial_state's log
+  line), or None where it started from scratch."""
+  steps = re.findall(r"resumed \S+ from step (\d+)$", stderr, re.MULTILINE)
+  return int(steps[-1]) if steps else None
+
+
+def kill_once(workdir: str, delay: float | None, args=ARGS,
+              after_checkpoint: bool = False) -> str:
   """Starts the run and SIGKILLs it after `delay` seconds, or (delay None)
-  as soon as a checkpoint is being written. Returns what was happening."""
+  as soon as a checkpoint is being written. With `after_checkpoint`, both
+  count from the moment a complete checkpoint is on disk, so that the next
+  run has one to resume from. Returns what was happening."""
   process = subprocess.Popen(command(workdir, args), cwd=REPO_ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   start = time.perf_counter()
+  armed = None if after_checkpoint else start
   while process.poll() is None:
-    elapsed = time.perf_counter() - start
+    if armed is None:
+      if complete_steps(workdir):
+        armed = time.perf_counter()
+      time.sleep(0.001)
+      continue
+    elapsed = time.perf_counter() - armed
     if delay is not None and elapsed >= delay:
       break
     if delay is None and os.path.isdir(checkpoint_dir) and any(
@@ -91,7 +118,8 @@ def kill_once(workdir: str, delay: float | None, args=ARGS) -> str:
       os.path.exists(os.path.join(workdir, "metrics.jsonl"))) else 0
   return (f"killed at {time.perf_counter() - start:.2f} s, "
           f"{'while writing a checkpoint' if writing else 'not writing'}, "
-          f"metrics.jsonl had {epochs} epoch line{'' if epochs == 1 else 's'}")
+          f"metrics.jsonl had {epochs} epoch line{'' if epochs == 1 else 's'}, "
+          f"complete checkpoints {complete_steps(workdir)}")
 
 
 def main() -> None:

@@ -93,6 +93,17 @@ def test_explicit_rules_override_the_preset():
                                         ("body/.*", False), ("head/.*", True)))
   rules = freezing.resolve_rules(config)
   assert rules[0] == ("body/conv[45]/.*", True)
+  # Exactly the explicit rules, in their order: no preset rule before them
+  # (the preset 'none' is ('.*', True), which would train every layer).
+  assert rules == (("body/conv[45]/.*", True), ("body/.*", False),
+                   ("head/.*", True))
+  # And what a run trains follows them first-match-wins: conv4 and conv5
+  # train although 'body/.*' freezes the body (in the reverse order, or
+  # with the preset winning, conv4/5 would be frozen or conv1-3 trained).
+  setup, _, _ = _setup("none", trainable_rules=config.trainable_rules)
+  trained = {_layer(name) for name, t in freezing.named_leaves(setup.trainable)
+             if t}
+  assert trained == {"body/conv4", "body/conv5", *HEAD}
 
 
 def _convolutions_in_compiled_step(freeze):

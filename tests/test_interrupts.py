@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks import kill_resume
 from conftest import REPO_ROOT, needs_cifar10, run_cli, tiny_config
-from jaxtransfer.core import checkpoints
+from jaxtransfer.core import checkpoints, workdir as workdir_lib
 from jaxtransfer.engine import experiment, steps, training
 
 
@@ -23,22 +23,60 @@ def reference(tmp_path_factory):
   start = time.perf_counter()
   result = kill_resume.finish(workdir)
   assert result.returncode == 0, result.stderr[-3000:]
-  return kill_resume.outcome(workdir), time.perf_counter() - start
+  return (kill_resume.outcome(workdir), time.perf_counter() - start,
+          workdir_lib.read_metrics(workdir))
+
+
+def expected_epoch_seconds(reference) -> float:
+  """The reference's second epoch: training plus evaluation."""
+  record = reference[2][1]
+  return record["epoch_seconds"] + record["eval_seconds"]
+
+
+STEPS_PER_EPOCH = 640 // 32  # kill_resume.ARGS
+
+
+def assert_resumed_from_the_checkpoint(workdir, args=kill_resume.ARGS):
+  """Finishes a killed run in `workdir` and checks that it resumed from the
+  newest complete checkpoint the kill left (not from scratch): the step it
+  says it resumed from, and the epochs before it kept as saved (timings
+  included, which a retrained epoch would not reproduce). Returns that step."""
+  on_disk = kill_resume.complete_steps(str(workdir))
+  assert on_disk, "the kill came before any complete checkpoint"
+  store = checkpoints.RunCheckpoints(str(workdir), read_only=True)
+  try:
+    assert store.steps() == on_disk  # orbax agrees on what is complete
+    saved = store.restore_history(on_disk[-1])
+  finally:
+    store.close()
+  assert saved and saved[-1]["step"] == on_disk[-1]
+  result = kill_resume.finish(str(workdir), args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert kill_resume.resumed_from(result.stderr) == on_disk[-1], (
+      on_disk, result.stderr[-3000:])
+  assert "starting from scratch" not in result.stderr
+  records = workdir_lib.read_metrics(str(workdir))
+  assert records[:len(saved)] == saved
+  return on_disk[-1]
 
 
 @needs_cifar10
 @pytest.mark.parametrize("when", ["training", "checkpoint write"])
 def test_killed_run_resumes_bit_identical(reference, tmp_path, when):
-  (expected, duration) = reference
+  (expected, _, _) = reference
   assert len(expected[0]) == 3  # 3 epochs x 1 seed
-  # A seeded point in the second half of the run (training, evaluation,
-  # saving), or the moment a checkpoint write is under way.
-  delay = (random.Random(7).uniform(0.5 * duration, 0.9 * duration)
+  # Killed at a known point: once the first epoch's checkpoint is complete,
+  # a seeded moment in the epoch after it (training, evaluation, saving), or
+  # the moment the next checkpoint write is under way (a partial checkpoint
+  # beside a complete one). A wall-clock delay from the start could land
+  # before any checkpoint, when the "resume" is a fresh run.
+  epoch_seconds = expected_epoch_seconds(reference)
+  delay = (random.Random(7).uniform(0.1, 0.9) * epoch_seconds
            if when == "training" else None)
-  what = kill_resume.kill_once(str(tmp_path), delay)
+  what = kill_resume.kill_once(str(tmp_path), delay, after_checkpoint=True)
   assert what.startswith("killed"), what
-  result = kill_resume.finish(str(tmp_path))
-  assert result.returncode == 0, result.stderr[-3000:]
+  step = assert_resumed_from_the_checkpoint(tmp_path)
+  assert step % STEPS_PER_EPOCH == 0 and step < 3 * STEPS_PER_EPOCH, what
   assert kill_resume.identical(kill_resume.outcome(str(tmp_path)), expected), what
   # No partial checkpoint was ever restored, and none is left behind.
   assert not [d for d in os.listdir(tmp_path / "checkpoints") if "tmp" in d]
@@ -46,7 +84,7 @@ def test_killed_run_resumes_bit_identical(reference, tmp_path, when):
 
 @needs_cifar10
 def test_sigterm_checkpoints_mid_epoch_and_resumes_bit_identical(reference, tmp_path):
-  (expected, _) = reference
+  (expected, _, _) = reference
   process = subprocess.Popen(kill_resume.command(str(tmp_path)), cwd=REPO_ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)

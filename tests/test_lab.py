@@ -5,7 +5,7 @@ reports them as columns and plot axes; --mode=eval does not read the
 training split."""
 
 import json
-import os
+import random
 
 import jax
 import numpy as np
@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks import kill_resume
 from conftest import needs_cifar10, run_cli, tiny_config
+from test_interrupts import assert_resumed_from_the_checkpoint
 from jaxtransfer import data
 from jaxtransfer.core import checkpoints, configlib, workdir as workdir_lib
 from jaxtransfer.engine import experiment, training
@@ -57,12 +58,19 @@ def test_alexnet_bn_sgd_step_schedule_trains_and_beats_chance(bn_reference):
 
 @needs_cifar10
 def test_alexnet_bn_killed_run_resumes_bit_identical(bn_reference, tmp_path):
-  start = os.path.getmtime(bn_reference / "config.json")
-  duration = os.path.getmtime(bn_reference / "metrics.jsonl") - start
-  what = kill_resume.kill_once(str(tmp_path), max(duration * 0.7, 1.0), BN_ARGS)
+  # Killed at a known point: a seeded moment in the epoch after the first
+  # complete checkpoint (a delay from the start could land before any
+  # checkpoint, and the "resume" would be a fresh run).
+  second = workdir_lib.read_metrics(str(bn_reference))[1]
+  delay = random.Random(3).uniform(0.1, 0.9) * (
+      second["epoch_seconds"] + second["eval_seconds"])
+  what = kill_resume.kill_once(str(tmp_path), delay, BN_ARGS,
+                               after_checkpoint=True)
   assert what.startswith("killed"), what
-  result = kill_resume.finish(str(tmp_path), BN_ARGS)
-  assert result.returncode == 0, result.stderr[-3000:]
+  # It resumed from the newest complete checkpoint the kill left, an epoch
+  # end before the last (1280 // 32 steps an epoch), not from scratch.
+  step = assert_resumed_from_the_checkpoint(tmp_path, BN_ARGS)
+  assert step % (1280 // 32) == 0 and step < 3 * (1280 // 32), what
   assert kill_resume.identical(kill_resume.outcome(str(tmp_path)),
                                kill_resume.outcome(str(bn_reference)))
   assert _batch_stats_bytes(tmp_path) == _batch_stats_bytes(bn_reference)

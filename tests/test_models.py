@@ -169,6 +169,43 @@ def test_alexnet_torchvision_matches_torchvision_alexnet_in_eval():
   features = model.apply({"params": params}, x, method="features")
   assert features.shape == (2, 6, 6, 256)
 
+  # torchvision's own AlexNet in eval mode (dropout off), random weights,
+  # converted with the lab's converter (as tests/test_conversion.py does for
+  # the body and test_zoo.py for the other archs), at 64 px (a 1x1 map the
+  # 6x6 adaptive pool repeats) and 128 px (3x3: fc6's column order counts).
+  torch = pytest.importorskip("torch")
+  from conftest import import_torchvision
+  from jaxtransfer.models import conversion
+  try:
+    torchvision = import_torchvision()
+  except ImportError:
+    pytest.skip("needs torchvision")
+  torch.manual_seed(0)
+  reference = torchvision.models.alexnet(weights=None).eval()
+  with torch.no_grad():  # larger than default init so activations stay O(1)
+    for module in reference.modules():
+      if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+        module.weight.mul_(3.0)
+        module.bias.normal_(0.0, 0.1)
+  converted = conversion.convert(
+      {k: v.numpy() for k, v in reference.state_dict().items()},
+      with_classifier=True, arch="alexnet")
+  variables = {"params": {"body": converted["body"],
+                          "head": converted["classifier"]}}
+  assert jax.tree.structure(variables["params"]) == jax.tree.structure(params)
+  for size in (64, 128):
+    x = np.random.default_rng(size).standard_normal(
+        (2, 3, size, size)).astype(np.float32)
+    with torch.no_grad():
+      want = reference(torch.from_numpy(x)).numpy()
+    got = np.asarray(model.apply(variables, jnp.asarray(x.transpose(0, 2, 3, 1))))
+    assert got.shape == want.shape == (2, 1000)
+    assert np.std(want) > 1e-2  # a meaningful comparison, not zeros
+    # float32 sums in another order: relative to the largest logit.
+    error = np.max(np.abs(got - want)) / max(1.0, np.max(np.abs(want)))
+    assert error <= 1e-5, (size, error)
+    assert (got.argmax(-1) == want.argmax(-1)).all()
+
 
 def test_alexnet_torchvision_dropout_is_active_only_in_training():
   model = models.make_model(_config(model="alexnet_torchvision"), 10)

@@ -1,7 +1,10 @@
-"""Optimizers against numpy references of PyTorch's and Keras' update rules,
+"""Optimizers against numpy references of PyTorch's and Keras' update rules
+(and those references against torch.optim and keras.optimizers themselves),
 learning-rate schedules, config validation and Keras-style regularisation."""
 
 from __future__ import annotations
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -171,6 +174,61 @@ def test_numpy_references_are_what_torch_does(case):
     param.grad = torch.tensor(g, dtype=torch.float64)
     optimizer.step()
     np.testing.assert_allclose(param.detach().numpy(), want, rtol=1e-12)
+
+
+KERAS_CASES = [c for c in CASES if "keras" in c]
+
+
+@pytest.fixture(scope="module")
+def keras():
+  os.environ.setdefault("KERAS_BACKEND", "jax")
+  return pytest.importorskip("keras")
+
+
+def _keras_updates(keras, overrides, grads=GRADS, p0=P0):
+  """Each step's update by Keras' own optimizer (keras.optimizers.*, its JAX
+  backend, float64) on the same gradients from the same start."""
+  name = overrides.get("optimizer", "adam")
+  kwargs = {}
+  if name == "adamw":  # Keras' AdamW decays by lr * wd * p, decoupled
+    kwargs["weight_decay"] = overrides["weight_decay"]
+  if name == "sgd":
+    kwargs.update(momentum=overrides.get("momentum", 0.9),
+                  nesterov=overrides.get("nesterov", False))
+  cls = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop",
+         "adagrad": "Adagrad"}[name]
+  out = []
+  with jax.enable_x64(True):
+    optimizer = getattr(keras.optimizers, cls)(learning_rate=LR, **kwargs)
+    variable = keras.Variable(p0.astype(np.float64), dtype="float64")
+    for g in grads:
+      before = np.array(variable.numpy(), np.float64)
+      optimizer.apply_gradients(
+          [(keras.ops.convert_to_tensor(g.astype(np.float64)), variable)])
+      out.append(np.array(variable.numpy(), np.float64) - before)
+  return out
+
+
+@pytest.mark.parametrize("case", KERAS_CASES)
+def test_keras_cases_match_keras_itself(keras, case):
+  overrides, reference = CASES[case]
+  theirs = _keras_updates(keras, overrides)
+  # The numpy references of Keras' rules are what Keras does (float64; Keras
+  # keeps the learning rate as a float32 variable: 0.01 is off by 2.2e-8
+  # relative). adamw-keras' reference is optax's form, eps after the bias
+  # correction; Keras' AdamW is its Adam, eps before it: < 1e-4 relative
+  # with |grad| >= 0.05, as for adam-keras below.
+  reference_rtol = 1e-4 if case == "adamw-keras" else 1e-7
+  for t, (w, k) in enumerate(zip(_reference(reference), theirs), start=1):
+    np.testing.assert_allclose(w, k, rtol=reference_rtol,
+                               err_msg=f"{case} step {t}")
+  # And the lab's optimizer is Keras' (float32; the tolerances of
+  # test_first_three_updates_match_the_framework, Adam's eps placement 1e-4).
+  tx, _ = optimizers.make_optimizer(_config(**overrides), steps_per_epoch=10)
+  rtol = 1e-4 if "adam" in case else 2e-6
+  for t, (g, k) in enumerate(zip(_run(tx), theirs), start=1):
+    np.testing.assert_allclose(g, k, rtol=rtol, atol=1e-6 * np.abs(k).max(),
+                               err_msg=f"{case} step {t}")
 
 
 def test_documented_eps_differences_where_gradients_are_tiny():

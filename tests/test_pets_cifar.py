@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from conftest import needs_cifar10
 from configs.pets import cifar_transfer
 from jaxtransfer.core import checkpoints, workdir as workdir_lib
 from jaxtransfer.study import runner
@@ -21,6 +22,7 @@ def _same(a, b) -> bool:
   return np.array_equal(np.asarray(a), np.asarray(b))
 
 
+@needs_cifar10
 def test_cifar_transfer_smoke_starts_every_case_from_the_source(tmp_path):
   config = cifar_transfer.get_config("smoke")
   config.progress_bar = False

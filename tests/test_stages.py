@@ -120,13 +120,25 @@ def _outcome(workdir):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("staged")
-  history = stages.run(_staged(), str(workdir))
-  return workdir, history
+  # What each stage's run actually started from: the state the training loop
+  # got from run_setup.initial_state (fetched at once: the step donates it).
+  started = {}
+  record = run_setup.initial_state
+
+  def recording(config, workdir, *args, **kwargs):
+    state, history = record(config, workdir, *args, **kwargs)
+    started[os.path.basename(workdir)] = _named(state.params)  # [1 model, ...]
+    return state, history
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(run_setup, "initial_state", recording)
+    history = stages.run(_staged(), str(workdir))
+  return workdir, history, started
 
 
 @needs_cifar10
 def test_two_stages_one_curve_and_cache_per_stage(reference):
-  workdir, history = reference
+  workdir, history, started = reference
   from jaxtransfer.core import workdir as workdir_lib
   assert workdir_lib.read_metrics(str(workdir)) == history
   assert [r["epoch"] for r in history] == [1, 2, 3]
@@ -154,6 +166,18 @@ def test_two_stages_one_curve_and_cache_per_stage(reference):
     expected = fresh if name.startswith("head/fc2/") else final0
     np.testing.assert_array_equal(value, expected[name], err_msg=name)
   assert not np.array_equal(final0["head/fc2/kernel"], fresh["head/fc2/kernel"])
+  # And the run itself started stage 1 there: the parameters its training
+  # loop began with (recorded by the fixture) are stage 0's final weights,
+  # head/fc2 the fresh initialisation.
+  assert sorted(started) == ["stage_0_extract", "stage_1_finetune"]
+  loaded = started["stage_1_finetune"]
+  assert sorted(loaded) == sorted(final0)
+  for name, value in loaded.items():
+    expected = fresh if name.startswith("head/fc2/") else final0
+    np.testing.assert_array_equal(value, expected[name], err_msg=name)
+  # (stage 0 trained: its final body/head differ from where stage 0 began)
+  assert not np.array_equal(started["stage_0_extract"]["head/fc1/kernel"],
+                            final0["head/fc1/kernel"])
   # Finished: a second call trains nothing and returns the same records.
   assert stages.run(_staged(), str(workdir)) == history
   # --mode=eval evaluates the last stage's model.

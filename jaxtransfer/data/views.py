@@ -130,8 +130,8 @@ def view(key: jax.Array, image: jax.Array, view_index, options) -> jax.Array:
   image = crop_resize(image, *boxes)
   factor, flip = sample_view_params(key, view_index, options)
   identity = lambda im, _: im
-  colour = [getattr(colour, f"adjust_{name}") for name in VIEW_COLOUR_OPS]
-  image = jax.lax.switch(view_index, [identity, identity, *colour], image,
+  colour_ops = [getattr(colour, f"adjust_{name}") for name in VIEW_COLOUR_OPS]
+  image = jax.lax.switch(view_index, [identity, identity, *colour_ops], image,
                          factor)
   return jnp.where(flip, pix.flip_left_right(image), image)
 
