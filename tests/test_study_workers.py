@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+import jaxtransfer
+
 from conftest import REPO_ROOT, needs_cifar10, run_cli
 
 # Records whose values depend on timing or the machine, not on the training.
@@ -232,7 +234,11 @@ def test_slurm_submission_is_the_expected_job_array(tmp_path):
                "#SBATCH --signal=USR2@90", "#SBATCH --open-mode=append"):
     assert line in script.splitlines(), script
   assert "-m submitit.core._submit" in script
-  assert f"export PYTHONPATH={REPO_ROOT}" in script
+  # the folder that holds the jaxtransfer being run (the checkout, or
+  # site-packages when the package is installed, as in CI)
+  package_root = os.path.dirname(os.path.dirname(os.path.abspath(
+      jaxtransfer.__file__)))
+  assert f"export PYTHONPATH={package_root}" in script
   # Each array task's pickled call: a Worker of this study, its index.
   from submitit.core import utils
   folder = workdir / "workers" / "submitit"
