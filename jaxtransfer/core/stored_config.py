@@ -10,12 +10,17 @@ from jaxtransfer.core import workdir as workdir_lib
 from jaxtransfer.core.errors import UserError
 
 
-def get_config(workdir: str | None = None) -> ml_collections.ConfigDict:
+def read(workdir: str | None) -> dict:
+  """The config dict stored in `workdir`, or a UserError saying there is none."""
   stored = workdir_lib.read_config(workdir) if workdir else None
   if stored is None:
     raise UserError(f"{workdir} has no {workdir_lib.CONFIG_FILE}: is it a "
                     "jaxtransfer workdir? Pass --config to evaluate anyway")
-  return ml_collections.ConfigDict(_tuples(stored))
+  return stored
+
+
+def get_config(workdir: str | None = None) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(_tuples(read(workdir)))
 
 
 def _tuples(value):

@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxtransfer import data, models
 from jaxtransfer.core import (checkpoints, configlib, distributed, registry,
-                              workdir as workdir_lib)
+                              stored_config, workdir as workdir_lib)
 from jaxtransfer.core.errors import UserError
 from jaxtransfer.data import augment
 from jaxtransfer.engine import (attacks, corruption_eval, initialization,
@@ -189,11 +189,7 @@ def final_run(config, workdir: str):
 
 def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:
   """The config a run in `workdir` was started with (for --mode=eval)."""
-  stored = workdir_lib.read_config(workdir)
-  if stored is None:
-    raise UserError(f"{workdir} has no {workdir_lib.CONFIG_FILE}: is it a "
-                    "jaxtransfer workdir? Pass --config to evaluate anyway")
-  return ml_collections.ConfigDict(stored)
+  return ml_collections.ConfigDict(stored_config.read(workdir))
 
 
 def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]]:
@@ -232,8 +228,9 @@ def evaluate(config, workdir: str, which: str = "latest") -> list[dict[str, Any]
     if step is None:
       raise UserError(f"{checkpoints.checkpoint_dir(workdir)} holds no "
                       "complete checkpoint")
-    stored_config = store.restore_config(step)
-    changed = workdir_lib.identity_changes(stored_config, configlib.to_dict(config))
+    checkpoint_config = store.restore_config(step)
+    changed = workdir_lib.identity_changes(checkpoint_config,
+                                           configlib.to_dict(config))
     if changed:
       raise UserError(f"--config differs from the config checkpoint {step} was "
                       f"trained with ({'; '.join(changed)}); omit --config to "
