@@ -91,3 +91,43 @@ def test_unknown_bias_init_names_the_field():
   with pytest.raises(UserError, match=r"config.bias_init='glorot' is not one "
                      r"of .*did you mean 'glorot_normal'"):
     validation.validate(config)
+
+
+def _compiled_at_both_levels(fn, *args):
+  """fn(*args) compiled as a run's initialisation is (run_setup.RUN_ONCE)
+  and at XLA's default level."""
+  from jaxtransfer.engine import run_setup
+  ours = jax.jit(fn, compiler_options=run_setup.RUN_ONCE)(*args)
+  default_level = jax.jit(fn)(*args)
+  return jax.device_get(ours), jax.device_get(default_level)
+
+
+@pytest.mark.parametrize("name", sorted(initializers.KERNEL_INITS))
+def test_the_run_once_compilation_initialises_bit_for_bit(name):
+  """Initial weights are compiled at a lower backend level to compile
+  faster (run_setup.RUN_ONCE): every initialiser's values are the default
+  level's, bit for bit, for a conv kernel, a dense kernel and a bias."""
+  inits = initializers.layer_inits(f"{name}|{name}", fan_in=400)
+  def all_shapes(key):
+    keys = jax.random.split(key, 3)
+    return [inits["kernel_init"](keys[0], SHAPES["conv"]),
+            inits["kernel_init"](keys[1], SHAPES["dense"]),
+            inits["bias_init"](keys[2], SHAPES["bias"])]
+  ours, default_level = _compiled_at_both_levels(all_shapes, jax.random.key(7))
+  for a, b in zip(ours, default_level):
+    assert a.tobytes() == b.tobytes()
+  assert ours[0].std() > 0 or name in ("zeros", "ones")
+
+
+def test_a_whole_model_initialises_bit_for_bit_at_the_run_once_level():
+  config = default.get_config()
+  config.model, config.image_size = "alexnet_bn", 32
+  model = models.make_model(config, 10)
+  sample = jnp.zeros((1, 32, 32, 3))
+  keys = jax.random.split(jax.random.key(0), 2)
+  ours, default_level = _compiled_at_both_levels(
+      jax.vmap(lambda k: model.init(k, sample, train=False)), keys)
+  leaves = jax.tree.leaves(ours)
+  assert len(leaves) > 20
+  for a, b in zip(leaves, jax.tree.leaves(default_level)):
+    assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
