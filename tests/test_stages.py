@@ -197,11 +197,22 @@ def test_killed_staged_run_resumes_bit_identical(reference, tmp_path,
       training.request_stop()
 
   try:
-    with pytest.raises(training.Interrupted):
+    with pytest.raises(training.Interrupted) as stopped:
       stages.run(_staged(), str(tmp_path), hooks=training.Hooks(
           on_epoch_end=stop, verbose=False))
   finally:
     training._stop_requested.clear()
+  # What it says it saved is so: at the stage boundary the next stage has
+  # not trained (nothing saved there); mid-stage, that step's checkpoint.
+  directory = checkpoints.checkpoint_dir(stopped.value.workdir)
+  if stop_after_epoch == 1:
+    assert "nothing was trained in" in str(stopped.value)
+    assert not os.path.isdir(directory) or not [
+        n for n in os.listdir(directory) if n.isdigit()]
+  else:
+    assert f"a checkpoint of that step is in {directory}" in str(stopped.value)
+    assert checkpoints.RunCheckpoints(stopped.value.workdir, read_only=True
+                                      ).steps()[-1] == stopped.value.step
   done = [r["epoch"] for r in stages.combined_metrics(
       stages.stage_configs(_staged(), str(tmp_path)), str(tmp_path))]
   assert done == list(range(1, stop_after_epoch + 1))

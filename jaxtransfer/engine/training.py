@@ -56,12 +56,18 @@ class Hooks:
 
 
 class Interrupted(Exception):
-  """SIGTERM/Ctrl-C: the run saved a checkpoint at a step boundary and stops."""
+  """SIGTERM/Ctrl-C: the run stops at a step boundary, whose checkpoint it
+  saved (`saved`), or before it trained anything (nothing to save)."""
 
-  def __init__(self, workdir: str, epoch: int, step: int):
-    super().__init__(f"stopped at epoch {epoch}, step {step}; a checkpoint of "
-                     f"that step is in {checkpoints.checkpoint_dir(workdir)}. "
-                     "Run the same command again to resume from it")
+  def __init__(self, workdir: str, epoch: int, step: int, saved: bool = True):
+    if saved:
+      then = (f"a checkpoint of that step is in "
+              f"{checkpoints.checkpoint_dir(workdir)}. Run the same command "
+              "again to resume from it")
+    else:
+      then = (f"nothing was trained in {workdir} yet, so nothing was saved. "
+              "Run the same command again to start it")
+    super().__init__(f"stopped at epoch {epoch}, step {step}; {then}")
     self.workdir, self.epoch, self.step = workdir, epoch, step
 
 
@@ -293,8 +299,9 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
   start_step = int(distributed.fetch(state.step)[0])
   label = hooks.label or name
   for epoch in range(start_step // steps_per_epoch, config.num_epochs):
-    if _stop_requested.is_set():
-      raise Interrupted(workdir, epoch, epoch * steps_per_epoch)
+    if _stop_requested.is_set():  # at an epoch boundary: saved, unless fresh
+      raise Interrupted(workdir, epoch, epoch * steps_per_epoch,
+                        saved=epoch * steps_per_epoch in store.steps())
     first = max(start_step - epoch * steps_per_epoch, 0)  # >0: resumed mid-epoch
     orders = make_orders(keys.data, epoch)
     progress = EpochBar(config.progress_bar and distributed.is_primary(),

@@ -253,7 +253,7 @@ def run(config, workdir: str, *, fresh: bool = False, dataset=None,
     offset = 0
     for k, ((name, run_config), path) in enumerate(zip(staged, dirs)):
       if k > 0 and training.stop_requested():  # at a stage boundary
-        raise training.Interrupted(path, 0, 0)
+        raise training.Interrupted(path, 0, 0, saved=False)
       stage_hooks = training.Hooks(
           label=hooks.label or f"stage {k} {name}",
           bar_position=hooks.bar_position, verbose=hooks.verbose,
