@@ -17,13 +17,15 @@ SHARED_TFDS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "tfds")
 if "TFDS_DATA_DIR" not in os.environ and os.path.isdir(SHARED_TFDS):
   os.environ["TFDS_DATA_DIR"] = SHARED_TFDS
 
-# The tests compile the same small programs in many processes (kill/resume,
-# CLI cases): JAX's persistent compilation cache, shared by the whole session
-# and its subprocesses, compiles each once. (A cached executable is the same
-# binary, so bit-identity checks are unaffected.)
+# The tests compile the same programs in many processes and runs (kill/
+# resume, CLI cases, tiny runs of one model): JAX's persistent compilation
+# cache, shared by the whole session (its xdist workers inherit this
+# environment) and its subprocesses, compiles each once, small ones too (a
+# run's data order, eager ops). A cached executable is the same binary, so
+# bit-identity checks are unaffected.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jax-cache-")
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)  # `from configs import default`

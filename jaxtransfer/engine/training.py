@@ -271,7 +271,10 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
         permutations(keys, epoch), fold_indices)
   else:
     orders_of = permutations
-  make_orders = jax.jit(orders_of, out_shardings=setup.replicated)
+  # (a permutation per epoch: integer hashing and a sort, bit-exact at any
+  # backend level, so compiled as quickly as the initialisation)
+  make_orders = jax.jit(orders_of, out_shardings=setup.replicated,
+                        compiler_options=run_setup.RUN_ONCE)
 
   log("%s: compiling the train and eval steps", name)
   compile_start = time.perf_counter()
