@@ -9,22 +9,26 @@ import sys
 
 import pytest
 
+import readme_commands
 from conftest import REPO_ROOT
 from jaxtransfer import cli, main
 
 
-def _help(*args):
-  result = subprocess.run(
-      [sys.executable, "-m", "jaxtransfer.main", *args], cwd=REPO_ROOT,
-      capture_output=True, text=True, timeout=120, env=dict(os.environ))
+def _run(argv):
+  result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ))
   assert result.returncode == 0, result.stderr[-2000:]
   return result.stdout
 
 
+def _help(*args):
+  return _run([sys.executable, "-m", "jaxtransfer.main", *args])
+
+
 def test_help_lists_every_command():
   assert set(main.SUBCOMMANDS) <= set(cli.COMMAND_HELP)
-  for args in (("--help",), ("help",), ("-h",)):
-    text = _help(*args)
+  readme = readme_commands.argv("jaxtransfer --help")  # as README shows it
+  for text in (_run(readme), _help("help"), _help("-h")):
     listed = re.findall(r"^  (\w+)  ", text, re.M)
     assert listed == list(cli.COMMAND_HELP), text
     assert "--helpfull" in text
@@ -32,7 +36,8 @@ def test_help_lists_every_command():
 
 @pytest.mark.parametrize("command", sorted(cli.COMMAND_HELP))
 def test_command_help_lists_its_flags(command):
-  text = _help(command, "--help")
+  text = _run(readme_commands.argv("jaxtransfer COMMAND --help",
+                                   COMMAND=command))
   assert text.startswith("usage: jaxtransfer ")
   _, about, names = cli.COMMAND_HELP[command]
   assert f"{command}: {about}." in text

@@ -17,7 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from conftest import needs_cifar10, run_cli  # noqa: E402
+import readme_commands  # noqa: E402
+from conftest import REPO_ROOT, needs_cifar10, run_cli  # noqa: E402
 from jaxtransfer import models
 from jaxtransfer.core import checkpoints
 from jaxtransfer.engine import freezing, initialization
@@ -149,9 +150,14 @@ def test_body_only_conversion_and_safetensors(torch_model, tmp_path):
 
 
 def test_cli_convert(torch_model, tmp_path):
+  # (not torchvision's file name: its hash would not match random weights)
   path = tmp_path / "alexnet.pth"
   torch.save(torch_model.state_dict(), path)
-  result = run_cli("convert", f"--torch_checkpoint={path}", f"--out={tmp_path / 'out'}")
+  result = subprocess.run(  # README's convert command
+      readme_commands.argv("jaxtransfer convert", **{
+          "alexnet-owt-7be5be79.pth": str(path),
+          "weights/alexnet_imagenet": str(tmp_path / "out")}),
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "Converted" in result.stdout
   assert (tmp_path / "out" / conversion.PARAMS_SUBDIR).is_dir()

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import readme_commands
 from conftest import REPO_ROOT, needs_cifar10
 
 TINY = ("--config=configs/random_init.py:smoke", "--config.train_subset=128",
@@ -16,13 +17,14 @@ TINY = ("--config=configs/random_init.py:smoke", "--config.train_subset=128",
         "--config.progress_bar=False", "--config.augment.hflip=True")
 
 
-def _run(args, workdir, devices=1, launcher=None, timeout=300):
+def _run(args, workdir, devices=1, command=None, timeout=300):
   env = dict(os.environ)
   env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   env["PYTHON"] = sys.executable
-  command = ([launcher] if launcher else [sys.executable, "-m", "jaxtransfer.main"])
-  return subprocess.run([*command, *args, f"--workdir={workdir}"], cwd=REPO_ROOT,
-                        env=env, capture_output=True, text=True, timeout=timeout)
+  command = command or [sys.executable, "-m", "jaxtransfer.main",
+                        f"--workdir={workdir}"]
+  return subprocess.run([*command, *args], cwd=REPO_ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
 
 
 def _records(workdir):
@@ -73,8 +75,10 @@ def test_two_processes_train_like_one(one_device, tmp_path):
   logs = tmp_path / "logs"
   os.environ["LAUNCH_LOG_DIR"] = str(logs)
   try:
-    result = _run(("--num_processes=2", *TINY), tmp_path / "w",
-                  launcher=os.path.join(REPO_ROOT, "launch.sh"))
+    # README's command (launch.sh, 2 processes, random_init.py:smoke), smaller
+    readme = readme_commands.argv("./launch.sh", W=str(tmp_path / "w"))
+    assert TINY[0] in readme
+    result = _run(TINY[1:], tmp_path / "w", command=readme)
   finally:
     del os.environ["LAUNCH_LOG_DIR"]
   assert result.returncode == 0, result.stderr[-3000:] + (logs / "process_1.log").read_text()[-2000:]

@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import jax
@@ -13,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import (REPO_ROOT, needs_cifar10, run_cli, tensorboard_scalars,
-                      tiny_config)
+import readme_commands
+from conftest import REPO_ROOT, needs_cifar10, tensorboard_scalars, tiny_config
 from jaxtransfer.engine import training
 from jaxtransfer.study import report
 
@@ -80,11 +79,17 @@ def test_vectorised_step_matches_the_single_seed_step(strategy):
                          np.asarray(both.params["head"]["fc2"]["kernel"][1]))
 
 
-STUDY = ("--config=configs/study.py:smoke,num_seeds=2",
-         "--config.study.freezes=('head','head+conv5')",
-         "--config.train_subset=320", "--config.val_subset=200",
-         "--config.batch_size=32", "--config.num_epochs=2",
-         "--config.pretrain.num_epochs=1", "--config.progress_bar=False")
+# README's study command (`configs/study.py:smoke`: 2 seeds), made smaller.
+SHRINK = ("--config.study.freezes=('head','head+conv5')",
+          "--config.train_subset=320", "--config.val_subset=200",
+          "--config.batch_size=32", "--config.num_epochs=2",
+          "--config.pretrain.num_epochs=1", "--config.progress_bar=False")
+
+
+def _study(workdir) -> list[str]:
+  return [*readme_commands.argv("configs/study.py:smoke",
+                                **{"workdirs/study_smoke": str(workdir)}),
+          *SHRINK]
 
 
 def _mtime(path):
@@ -95,9 +100,9 @@ def _mtime(path):
 def test_study_runs_the_grid_resumes_after_a_kill_and_reports(tmp_path):
   workdir = tmp_path / "study"
   # Start, and kill the study while its second arm trains.
-  process = subprocess.Popen(
-      [sys.executable, "-m", "jaxtransfer.main", *STUDY, f"--workdir={workdir}"],
-      cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  process = subprocess.Popen(_study(workdir), cwd=REPO_ROOT,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
   second = workdir / "random-head+conv5" / "metrics.jsonl"
   deadline = time.time() + 400
   while time.time() < deadline and process.poll() is None and not second.exists():
@@ -108,7 +113,8 @@ def test_study_runs_the_grid_resumes_after_a_kill_and_reports(tmp_path):
   assert first_done.exists(), "killed before the first arm finished"
   first_mtime = _mtime(first_done)
 
-  result = run_cli(*STUDY, f"--workdir={workdir}")
+  result = subprocess.run(_study(workdir), cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   assert _mtime(first_done) == first_mtime  # finished arm skipped, not retrained
 
@@ -146,7 +152,10 @@ def test_study_runs_the_grid_resumes_after_a_kill_and_reports(tmp_path):
   # The report is rebuilt from the files alone.
   for file in ("report.md", "val_loss.png", "val_accuracy.png"):
     (workdir / file).unlink()
-  rebuilt = run_cli("report", str(workdir))
+  rebuilt = subprocess.run(  # README's report command
+      readme_commands.argv("jaxtransfer report",
+                           **{"workdirs/study_smoke": str(workdir)}),
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
   assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
   assert (workdir / "report.md").read_text() == text
   assert (workdir / "val_loss.png").exists()

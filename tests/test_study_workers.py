@@ -15,6 +15,7 @@ import pytest
 
 import jaxtransfer
 
+import readme_commands
 from conftest import REPO_ROOT, needs_cifar10, run_cli
 
 # Records whose values depend on timing or the machine, not on the training.
@@ -251,3 +252,35 @@ def test_slurm_submission_is_the_expected_job_array(tmp_path):
   # The plan is written before any worker starts: every arm waiting.
   status = run_cli("study", "status", str(workdir))
   assert "4 arms: 0 done, 0 running, 4 waiting" in status.stdout
+
+
+def test_readme_s_slurm_command_submits_its_study_as_a_job_array(tmp_path):
+  """README's `study submit ... --executor=slurm` and `study status`, as
+  written (W and P filled in), against the stand-in sbatch: the whole
+  initialisation x freezing study planned, eight array tasks on partition P."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  record = tmp_path / "sbatch_script.sh"
+  (bin_dir / "sbatch").write_text(SBATCH.format(record=record))
+  (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+  for tool in ("sbatch", "srun"):
+    (bin_dir / tool).chmod(0o755)
+  workdir = tmp_path / "study"
+  env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+  result = subprocess.run(
+      readme_commands.argv("jaxtransfer study submit", W=str(workdir),
+                           P="gpu-long"),
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "job 1234 array 0-7" in result.stdout
+  script = record.read_text().splitlines()
+  assert "#SBATCH --partition=gpu-long" in script
+  assert "#SBATCH --array=0-7%8" in script  # 8 tasks, all at once
+  status = subprocess.run(
+      readme_commands.argv("jaxtransfer study status", W=str(workdir)),
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+  assert status.returncode == 0, status.stderr[-2000:]
+  # configs/study.py: 3 inits x 3 freezes; without converted weights the
+  # three ImageNet arms are skipped when planned.
+  assert re.search(r"9 arms: 0 done, 0 running, \d waiting", status.stdout), (
+      status.stdout)
