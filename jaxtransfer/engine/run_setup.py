@@ -25,10 +25,10 @@ from jaxtransfer.engine.steps import (Setup, TrainState, make_mesh,
 # Programs a run executes once (its initialisation) compile with XLA's LLVM
 # backend at optimisation level 2 instead of the default 3: an
 # initialisation is a threefry hash per parameter tensor, which level 3
-# takes 3-4x longer to compile (AlexNet's 5.1 s -> 1.5 s, ResNet-50's
-# 10.4 s -> 3.9 s on 2 CPU cores) for a program that runs once. The values
-# are bit for bit level 3's (tests/test_initializers.py checks every
-# initialiser).
+# takes 2-3x longer to compile (AlexNet's 5.9 s -> 1.8 s, ResNet-50's
+# 11.3 s -> 5.4 s on 2 CPU cores: benchmarks/init_compile.py) for a program
+# that runs once. The values are bit for bit level 3's
+# (tests/test_initializers.py checks every initialiser).
 RUN_ONCE = {"xla_backend_optimization_level": 2}
 
 
