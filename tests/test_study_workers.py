@@ -207,8 +207,9 @@ echo "Submitted batch job 1234"
 """
 
 
-@needs_cifar10
-def test_slurm_submission_is_the_expected_job_array(tmp_path):
+def _stand_in_slurm(tmp_path):
+  """(environment with a stand-in sbatch first on PATH, the file where it
+  copies the script it is given)."""
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
   record = tmp_path / "sbatch_script.sh"
@@ -216,6 +217,12 @@ def test_slurm_submission_is_the_expected_job_array(tmp_path):
   (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")  # (submitit looks)
   for tool in ("sbatch", "srun"):
     (bin_dir / tool).chmod(0o755)
+  return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, record
+
+
+@needs_cifar10
+def test_slurm_submission_is_the_expected_job_array(tmp_path):
+  env, record = _stand_in_slurm(tmp_path)
   workdir = tmp_path / "study"
   result = subprocess.run(
       [sys.executable, "-m", "jaxtransfer.main", "study", "submit",
@@ -225,7 +232,7 @@ def test_slurm_submission_is_the_expected_job_array(tmp_path):
        "--slurm_cpus_per_task=8", "--slurm_mem_gb=32",
        "--slurm_array_parallelism=2"],
       cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-      env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+      env=env)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "job 1234 array 0-2" in result.stdout
   script = record.read_text()
@@ -258,15 +265,8 @@ def test_readme_s_slurm_command_submits_its_study_as_a_job_array(tmp_path):
   """README's `study submit ... --executor=slurm` and `study status`, as
   written (W and P filled in), against the stand-in sbatch: the whole
   initialisation x freezing study planned, eight array tasks on partition P."""
-  bin_dir = tmp_path / "bin"
-  bin_dir.mkdir()
-  record = tmp_path / "sbatch_script.sh"
-  (bin_dir / "sbatch").write_text(SBATCH.format(record=record))
-  (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
-  for tool in ("sbatch", "srun"):
-    (bin_dir / tool).chmod(0o755)
+  env, record = _stand_in_slurm(tmp_path)
   workdir = tmp_path / "study"
-  env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
   result = subprocess.run(
       readme_commands.argv("jaxtransfer study submit", W=str(workdir),
                            P="gpu-long"),
