@@ -12,9 +12,9 @@ a claim about pets.
 The source model is torchvision's AlexNet (the seed's) trained from random
 weights on all 25,000 source images into <workdir>/source (config.study.source;
 resumable like any run) unless `source=DIR` names a finished run. Every case
-then starts from it (init='checkpoint'); fc8 is always new (reinit: the
-source's five classes are not the target's), case 6 re-initialises the
-whole classifier. The target's validation images are CIFAR-10's test images
+then starts from it (init='checkpoint'); the last layer (fc8) is always new
+(reinit: the source's five classes are not the target's), case 6
+re-initialises the whole classifier. The target's validation images are CIFAR-10's test images
 of classes 5-9 (val_per_class each). Case 1 uses pixels in [0, 1], the
 others the target images' mean/std ('dataset'), as the seed.
 
@@ -25,6 +25,10 @@ Arguments:
   val_per_class=400  target validation images per class
   num_seeds=2        seeds side by side per case
   image_size=64      CIFAR's 32 px resized on the device (AlexNet needs >= 63)
+  model=alexnet_torchvision  the seed's; 'alexnet' (seed 000's small AlexNet:
+                     the same body, a flatten -> 500 -> N head, fc1 and fc2
+                     in place of fc6-fc8) makes the test's run fast: what
+                     loads, freezes and re-initialises is the same
   source_epochs=8
   epoch_scale=1.0    scales every case's epochs (each lr step at least 1)
   smoke              minutes on 2 CPU cores: 20 per class, one epoch at each
@@ -36,15 +40,23 @@ import ml_collections
 from configs import default
 from configs.pets import cases
 from jaxtransfer.core import configlib
+from jaxtransfer.core.errors import UserError
 
 SOURCE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
 TARGET_CLASSES = ("dog", "frog", "horse", "ship", "truck")
+# Each model's last layer: always new (the source's classes are not the
+# target's).
+LAST_LAYER = {"alexnet_torchvision": "head/fc8", "alexnet": "head/fc2"}
 
 
 def get_config(arg=None):
   arg = configlib.parse_arg(arg, smoke=False, source="", per_class=200,
                             val_per_class=400, num_seeds=2, image_size=64,
-                            source_epochs=8, epoch_scale=1.0)
+                            source_epochs=8, epoch_scale=1.0,
+                            model="alexnet_torchvision")
+  if arg.model not in LAST_LAYER:
+    raise UserError(f"config argument model={arg.model!r} is not one of "
+                    f"{', '.join(LAST_LAYER)}")
   if arg.smoke:  # (an argument the user gave wins over the smoke preset)
     for name, value in (("per_class", 20), ("val_per_class", 20),
                         ("source_epochs", 1), ("epoch_scale", 0.01),
@@ -56,10 +68,10 @@ def get_config(arg=None):
   config.train_subset = arg.per_class * len(TARGET_CLASSES)
   config.val_subset = arg.val_per_class * len(TARGET_CLASSES)
   config.image_size = arg.image_size
-  config.model = "alexnet_torchvision"
+  config.model = arg.model
   config.init = "checkpoint"
   config.init_weights = arg.source  # '' = the study's source run
-  config.reinit = ("head/fc8/.*",)
+  config.reinit = (f"{LAST_LAYER[arg.model]}/.*",)
   config.num_seeds = arg.num_seeds
   config.optimizer = "sgd"
   config.momentum = 0.9
