@@ -23,7 +23,7 @@ from jaxtransfer.core.errors import UserError
 BN_ARGS = ("--config=configs/default.py:smoke", "--config.model=alexnet_bn",
            "--config.image_size=32", "--config.optimizer=sgd",
            "--config.lr_schedule=step", "--config.learning_rate=0.01",
-           "--config.lr_step_epochs=2", "--config.train_subset=1280",
+           "--config.lr_step_epochs=2", "--config.train_subset=640",
            "--config.val_subset=500", "--config.batch_size=32",
            "--config.num_epochs=3", "--config.keep_checkpoints=1",
            "--config.progress_bar=False", "--config.augment.hflip=True")
@@ -49,7 +49,8 @@ def test_alexnet_bn_sgd_step_schedule_trains_and_beats_chance(bn_reference):
   assert [r["epoch"] for r in records] == [1, 2, 3]
   # The step schedule: x0.1 after 2 epochs, logged per epoch.
   assert [r["learning_rate"] for r in records] == pytest.approx([0.01, 0.01, 0.001])
-  assert records[-1]["val_accuracy"] > 0.2  # chance is 0.1
+  # chance is 0.1 (2026-12-07, 640 images: 0.104, 0.234, 0.262 by epoch)
+  assert records[-1]["val_accuracy"] > 0.2
   stats = checkpoints.load_batch_stats(str(bn_reference))
   assert set(stats) == {"body", "head"} and "bn1" in stats["body"]
   # The running statistics moved away from their initial values (0 / 1).
@@ -68,9 +69,9 @@ def test_alexnet_bn_killed_run_resumes_bit_identical(bn_reference, tmp_path):
                                after_checkpoint=True)
   assert what.startswith("killed"), what
   # It resumed from the newest complete checkpoint the kill left, an epoch
-  # end before the last (1280 // 32 steps an epoch), not from scratch.
+  # end before the last (640 // 32 steps an epoch), not from scratch.
   step = assert_resumed_from_the_checkpoint(tmp_path, BN_ARGS)
-  assert step % (1280 // 32) == 0 and step < 3 * (1280 // 32), what
+  assert step % (640 // 32) == 0 and step < 3 * (640 // 32), what
   assert kill_resume.identical(kill_resume.outcome(str(tmp_path)),
                                kill_resume.outcome(str(bn_reference)))
   assert _batch_stats_bytes(tmp_path) == _batch_stats_bytes(bn_reference)
