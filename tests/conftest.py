@@ -27,21 +27,6 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jax-cache-")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-# XLA:CPU compiles the suite's programs with its classic elemental fusion
-# emitter instead of the newer MLIR fusion emitters: compiling is 20-30%
-# faster (a train step 2.9 -> 2.3 s, configs/ae_init.py:smoke's compiles
-# 21.1 -> 15.5 s). Train steps compute the same bits (alexnet, alexnet_bn,
-# lenet); some programs round otherwise, as on another CPU (the smoke's
-# autoencoder: val_loss 0.7524 -> 0.7400 after 2 epochs), and no test
-# depends on XLA's rounding: the suite passes on AVX-512 and AVX2 machines,
-# which round differently too (docs/testing.md). Only the suite: a user's
-# run compiles with XLA's defaults. Subprocesses inherit it; a test that
-# sets XLA_FLAGS itself adds to it (with_xla_flags).
-FAST_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
-if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = " ".join(
-      f for f in (os.environ.get("XLA_FLAGS", ""), FAST_COMPILE_FLAG) if f)
-
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)  # `from configs import default`
 
@@ -56,11 +41,6 @@ def cifar10_dir() -> str | None:
 needs_cifar10 = pytest.mark.skipif(
     cifar10_dir() is None,
     reason="needs a prepared TFDS cifar10 (set TFDS_DATA_DIR; CI uses ../shared/tfds)")
-
-
-def with_xla_flags(*flags: str) -> str:
-  """XLA_FLAGS for a subprocess: the suite's (FAST_COMPILE_FLAG) and `flags`."""
-  return " ".join(f for f in (os.environ.get("XLA_FLAGS", ""), *flags) if f)
 
 
 def tiny_config(**overrides):

@@ -13,8 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import (REPO_ROOT, cifar10_dir, needs_cifar10, run_cli,
-                      with_xla_flags)
+from conftest import REPO_ROOT, cifar10_dir, needs_cifar10, run_cli
 
 TINY = ("--config=configs/random_init.py:smoke", "--config.train_subset=320",
         "--config.val_subset=200", "--config.batch_size=32",
@@ -130,8 +129,7 @@ def test_verbosity_shows_the_traceback(tmp_path):
 
 
 def test_batch_not_divisible_by_devices_touches_nothing(tmp_path):
-  env = dict(os.environ, XLA_FLAGS=with_xla_flags(
-      "--xla_force_host_platform_device_count=8"))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
   result = subprocess.run(
       [sys.executable, "-m", "jaxtransfer.main", *TINY, "--config.batch_size=12",
        f"--workdir={tmp_path / 'w'}"], cwd=REPO_ROOT, env=env,

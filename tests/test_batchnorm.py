@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, needs_cifar10, tiny_config, with_xla_flags
+from conftest import REPO_ROOT, needs_cifar10, tiny_config
 from jaxtransfer.core import checkpoints
 from jaxtransfer.engine import experiment, training
 
@@ -85,8 +85,8 @@ def test_eight_devices_train_a_bn_model_like_one(tmp_path):
           "--config.optimizer=sgd", "--config.progress_bar=False")
   records = {}
   for devices in (1, 8):
-    env = dict(os.environ, XLA_FLAGS=with_xla_flags(
-        f"--xla_force_host_platform_device_count={devices}"))
+    env = dict(os.environ,
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     workdir = tmp_path / str(devices)
     result = subprocess.run(
         [sys.executable, "-m", "jaxtransfer.main", *args,

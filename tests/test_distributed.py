@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import readme_commands
-from conftest import REPO_ROOT, needs_cifar10, with_xla_flags
+from conftest import REPO_ROOT, needs_cifar10
 
 TINY = ("--config=configs/random_init.py:smoke", "--config.train_subset=128",
         "--config.val_subset=64", "--config.batch_size=32",
@@ -19,8 +19,7 @@ TINY = ("--config=configs/random_init.py:smoke", "--config.train_subset=128",
 
 def _run(args, workdir, devices=1, command=None, timeout=300):
   env = dict(os.environ)
-  env["XLA_FLAGS"] = with_xla_flags(
-      f"--xla_force_host_platform_device_count={devices}")
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   env["PYTHON"] = sys.executable
   command = command or [sys.executable, "-m", "jaxtransfer.main",
                         f"--workdir={workdir}"]
