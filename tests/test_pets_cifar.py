@@ -14,10 +14,12 @@ test_datasets_train.py and converts in test_conversion.py."""
 import json
 
 import numpy as np
+import pytest
 
 from conftest import needs_cifar10
 from configs.pets import cifar_transfer
 from jaxtransfer.core import checkpoints, workdir as workdir_lib
+from jaxtransfer.core.errors import UserError
 from jaxtransfer.study import runner
 
 
@@ -85,8 +87,6 @@ def test_cifar_transfer_smoke_starts_every_case_from_the_source(tmp_path):
 def test_the_config_s_model_and_its_last_layer():
   """The seed's model unless the test's small one is asked for; the last
   layer re-initialised is each model's own; another model is named."""
-  import pytest
-  from jaxtransfer.core.errors import UserError
   config = cifar_transfer.get_config("smoke")
   assert config.model == "alexnet_torchvision"
   assert tuple(config.reinit) == ("head/fc8/.*",)

@@ -14,9 +14,10 @@ weights on all 25,000 source images into <workdir>/source (config.study.source;
 resumable like any run) unless `source=DIR` names a finished run. Every case
 then starts from it (init='checkpoint'); the last layer (fc8) is always new
 (reinit: the source's five classes are not the target's), case 6
-re-initialises the whole classifier. The target's validation images are CIFAR-10's test images
-of classes 5-9 (val_per_class each). Case 1 uses pixels in [0, 1], the
-others the target images' mean/std ('dataset'), as the seed.
+re-initialises the whole classifier. The target's validation images are
+CIFAR-10's test images of classes 5-9 (val_per_class each). Case 1 uses
+pixels in [0, 1], the others the target images' mean/std ('dataset'), as
+the seed.
 
 Arguments:
   source=DIR         a finished classifier run on the source classes ('' =
