@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
 import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(TESTS_DIR)
 SHARED_TFDS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "tfds")
 
 # The prepared CIFAR-10 beside the repository (as CI has it) unless the user
@@ -65,11 +69,78 @@ def tiny_config(**overrides):
   return config
 
 
+class _ForkingCli:
+  """`python -m jaxtransfer.main` forked from one process per test worker
+  that imported it once (tests/cli_server.py says why and how)."""
+
+  def __init__(self):
+    self.environ = _environ_of_commands()
+    self.process = subprocess.Popen(
+        [sys.executable, os.path.join(TESTS_DIR, "cli_server.py")],
+        cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True, env=dict(os.environ))
+    self.outputs = tempfile.mkdtemp(prefix="jt-cli-")
+
+  def run(self, argv, timeout):
+    stdout = os.path.join(self.outputs, "stdout")
+    stderr = os.path.join(self.outputs, "stderr")
+    self.process.stdin.write(json.dumps(dict(
+        argv=list(argv), stdout=stdout, stderr=stderr, timeout=timeout)) + "\n")
+    self.process.stdin.flush()
+    reply = self.process.stdout.readline()
+    if not reply:
+      raise RuntimeError("tests/cli_server.py stopped")
+    reply = json.loads(reply)
+    with open(stdout) as out, open(stderr) as err:
+      output, errors = out.read(), err.read()
+    command = [sys.executable, "-m", "jaxtransfer.main", *argv]
+    if reply["timed_out"]:
+      raise subprocess.TimeoutExpired(command, timeout, output, errors)
+    return subprocess.CompletedProcess(command, reply["returncode"], output,
+                                       errors)
+
+  def close(self):
+    self.process.stdin.close()
+    self.process.wait()
+    shutil.rmtree(self.outputs, ignore_errors=True)
+
+
+def _environ_of_commands() -> dict[str, str]:
+  """The environment a command gets, less pytest's per-test variable."""
+  return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+_forking_cli: list[_ForkingCli] = []  # this process's, once started
+
+
+@atexit.register
+def _close_forking_cli():
+  while _forking_cli:
+    _forking_cli.pop().close()
+
+
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-  """`python -m jaxtransfer.main ARGS` from the repository root."""
-  return subprocess.run(
-      [sys.executable, "-m", "jaxtransfer.main", *args], cwd=REPO_ROOT,
-      capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+  """`python -m jaxtransfer.main ARGS` from the repository root.
+
+  Forked from a process that has imported the CLI (tests/cli_server.py),
+  started again when a test has changed the environment since (a variable
+  JAX reads at import)."""
+  if _forking_cli and _forking_cli[0].environ != _environ_of_commands():
+    _close_forking_cli()
+  if not _forking_cli:
+    _forking_cli.append(_ForkingCli())
+  return _forking_cli[0].run(args, timeout)
+
+
+def run_command(argv: list[str], timeout: float = 600
+                ) -> subprocess.CompletedProcess:
+  """A command line from the repository root (README's, as
+  readme_commands.argv gives it): the CLI's through run_cli, anything else
+  in a new process."""
+  if list(argv[:3]) == [sys.executable, "-m", "jaxtransfer.main"]:
+    return run_cli(*argv[3:], timeout=timeout)
+  return subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True,
+                        timeout=timeout)
 
 
 def tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:

@@ -5,12 +5,11 @@ about them (a frozen body's features do not change)."""
 
 import json
 import os
-import subprocess
 
 import pytest
 
 import readme_commands
-from conftest import REPO_ROOT, needs_cifar10, run_cli
+from conftest import needs_cifar10, run_cli, run_command
 
 STUDY = ("--config=configs/study.py:smoke,num_seeds=1",
          "--config.study.inits=('random',)",
@@ -28,10 +27,10 @@ def analysed(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("analysis") / "study"
   result = run_cli(*STUDY, f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
-  result = subprocess.run(  # README's analyze command, on smaller samples
+  result = run_command(  # README's analyze command, on smaller samples
       [*readme_commands.argv("jaxtransfer analyze",
                              **{"workdirs/study_smoke": str(workdir)}),
-       *ANALYZE], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+       *ANALYZE], timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import readme_commands
-from conftest import REPO_ROOT, needs_cifar10, tensorboard_scalars, tiny_config
+from conftest import (REPO_ROOT, needs_cifar10, run_command, tensorboard_scalars,
+                      tiny_config)
 from jaxtransfer.engine import training
 from jaxtransfer.study import report
 
@@ -113,8 +114,7 @@ def test_study_runs_the_grid_resumes_after_a_kill_and_reports(tmp_path):
   assert first_done.exists(), "killed before the first arm finished"
   first_mtime = _mtime(first_done)
 
-  result = subprocess.run(_study(workdir), cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=900)
+  result = run_command(_study(workdir), timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   assert _mtime(first_done) == first_mtime  # finished arm skipped, not retrained
 
@@ -152,10 +152,10 @@ def test_study_runs_the_grid_resumes_after_a_kill_and_reports(tmp_path):
   # The report is rebuilt from the files alone.
   for file in ("report.md", "val_loss.png", "val_accuracy.png"):
     (workdir / file).unlink()
-  rebuilt = subprocess.run(  # README's report command
+  rebuilt = run_command(  # README's report command
       readme_commands.argv("jaxtransfer report",
                            **{"workdirs/study_smoke": str(workdir)}),
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+      timeout=600)
   assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
   assert (workdir / "report.md").read_text() == text
   assert (workdir / "val_loss.png").exists()

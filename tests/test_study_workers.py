@@ -16,7 +16,7 @@ import pytest
 import jaxtransfer
 
 import readme_commands
-from conftest import REPO_ROOT, needs_cifar10, run_cli
+from conftest import REPO_ROOT, needs_cifar10, run_cli, run_command
 
 # Records whose values depend on timing or the machine, not on the training.
 TIMING = ("epoch_seconds", "eval_seconds", "compile_seconds",
@@ -276,9 +276,9 @@ def test_readme_s_slurm_command_submits_its_study_as_a_job_array(tmp_path):
   script = record.read_text().splitlines()
   assert "#SBATCH --partition=gpu-long" in script
   assert "#SBATCH --array=0-7%8" in script  # 8 tasks, all at once
-  status = subprocess.run(
+  status = run_command(
       readme_commands.argv("jaxtransfer study status", W=str(workdir)),
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+      timeout=300)
   assert status.returncode == 0, status.stderr[-2000:]
   # configs/study.py: 3 inits x 3 freezes; without converted weights the
   # three ImageNet arms are skipped when planned.
