@@ -82,7 +82,7 @@ def test_vectorised_step_matches_the_single_seed_step(strategy):
 
 # README's study command (`configs/study.py:smoke`: 2 seeds), made smaller.
 SHRINK = ("--config.study.freezes=('head','head+conv5')",
-          "--config.train_subset=320", "--config.val_subset=200",
+          "--config.train_subset=160", "--config.val_subset=100",
           "--config.batch_size=32", "--config.num_epochs=2",
           "--config.pretrain.num_epochs=1", "--config.progress_bar=False")
 
@@ -146,7 +146,7 @@ def test_study_runs_the_grid_resumes_after_a_kill_and_reports(tmp_path):
   for name in ran:
     assert f"| {name} |" in text
   assert "skipped **imagenet-head**: no converted ImageNet weights" in text
-  assert "320 training images" in text and "2 seeds" in text
+  assert "160 training images" in text and "2 seeds" in text
   for png in ("val_loss.png", "val_accuracy.png", "autoencoder_reconstructions.png"):
     assert (workdir / png).stat().st_size > 10_000
   # The report is rebuilt from the files alone.
