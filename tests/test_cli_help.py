@@ -2,21 +2,18 @@
 that command's flags, exit status 0; every flag main.py defines is listed
 under some command, and every subcommand is listed."""
 
-import os
 import re
-import subprocess
 import sys
 
 import pytest
 
 import readme_commands
-from conftest import REPO_ROOT
+from conftest import run_command
 from jaxtransfer import cli, main
 
 
 def _run(argv):
-  result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ))
+  result = run_command(argv, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
   return result.stdout
 
