@@ -2,7 +2,9 @@
 that command's flags, exit status 0; every flag main.py defines is listed
 under some command, and every subcommand is listed."""
 
+import os
 import re
+import subprocess
 import sys
 
 import pytest
@@ -29,6 +31,16 @@ def test_help_lists_every_command():
     listed = re.findall(r"^  (\w+)  ", text, re.M)
     assert listed == list(cli.COMMAND_HELP), text
     assert "--helpfull" in text
+
+
+def test_the_console_script_is_the_same_program():
+  """The installed `jaxtransfer` script, in a new process, prints what
+  `python -m jaxtransfer.main` does (the other tests run the latter)."""
+  script = os.path.join(os.path.dirname(sys.executable), "jaxtransfer")
+  result = subprocess.run([script, "--help"], capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout == _help("--help")
 
 
 @pytest.mark.parametrize("command", sorted(cli.COMMAND_HELP))
