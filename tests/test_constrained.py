@@ -58,9 +58,11 @@ def test_bad_resample_names_the_field():
 
 @needs_cifar10
 def test_constrained_study_reports_accuracy_per_class(tmp_path):
+  # A small notation net (the data and the metrics are what is checked)
   config = tiny_config(class_fraction=CONSTRAINED, train_subset=400,
                        val_subset=100, num_epochs=1, image_size=32,
-                       model="notation", arch="v4", per_class_metrics=True)
+                       model="notation", encoder="C(8)>C(16)",
+                       classifier="L(32)>L'(10)", per_class_metrics=True)
   with config.unlocked():
     config.study = {"arms": ({"name": "constrained"},
                              {"name": "undersample", "resample": "undersample"},

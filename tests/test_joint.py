@@ -151,6 +151,8 @@ def test_blurred_study_report_has_the_seeds_pictures(tmp_path):
   from jaxtransfer.study import runner
   config = blurred.get_config("smoke")
   config.train_subset, config.val_subset, config.num_epochs = 640, 200, 1
+  # A small net in v4's place (the arms' arch): the report is checked here
+  config.encoder, config.classifier = "C(8)>C(16)", "L(32)>L'(10)"
   config.progress_bar = False
   runner.run(config, str(tmp_path))
   with np.load(tmp_path / "with_decoder" / "reconstructions.npz") as saved:

@@ -24,6 +24,7 @@ def test_both_ways_run_and_load_what_the_seed_transfers(fake_tfds, tmp_path):
   config.train_subset, config.val_subset = 0, 0  # the mock splits, whole
   for source in config.study.sources.values():
     source["train_subset"], source["val_subset"] = 0, 0
+  config.eval_batch_size = 32  # (500: the 30 mock images padded to 500)
   config.progress_bar = False
   workdir = tmp_path / "lenet"
   runner.run(config, str(workdir))
