@@ -2,14 +2,13 @@
 
 import json
 import os
-import subprocess
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import readme_commands
-from conftest import (REPO_ROOT, needs_cifar10, run_cli, tensorboard_scalars,
+from conftest import (needs_cifar10, run_cli, run_command, tensorboard_scalars,
                       tiny_config)
 from jaxtransfer.core import checkpoints, workdir
 from jaxtransfer.engine import experiment, initialization
@@ -28,10 +27,9 @@ def _metrics(path):
 def smoke_run(tmp_path_factory):
   """README's smoke command, as written (its workdir here)."""
   workdir = tmp_path_factory.mktemp("ae_init_smoke")
-  result = subprocess.run(
+  result = run_command(
       readme_commands.argv("configs/ae_init.py:smoke",
-                           **{"workdirs/smoke": str(workdir)}),
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+                           **{"workdirs/smoke": str(workdir)}), timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir
 
@@ -84,9 +82,8 @@ def test_eval_mode_reproduces_the_logged_validation_metrics(smoke_run):
 @needs_cifar10
 def test_eval_best_checkpoint_picks_the_lowest_val_loss(smoke_run):
   records = _metrics(smoke_run / "metrics.jsonl")
-  result = subprocess.run(
-      readme_commands.argv("--mode=eval", W=str(smoke_run)), cwd=REPO_ROOT,
-      capture_output=True, text=True, timeout=600)  # README's, as written
+  result = run_command(  # README's, as written
+      readme_commands.argv("--mode=eval", W=str(smoke_run)), timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads(result.stdout.strip().splitlines()[-1])
   kept = set(int(s) for s in os.listdir(smoke_run / "checkpoints") if s.isdigit())
