@@ -3,6 +3,7 @@ numpy, the jitted pool query against a host-side computation, a chain on
 real CIFAR-10 (rounds.jsonl, nested labelled sets, resume, report) and the
 bad inputs."""
 
+import functools
 import json
 import os
 
@@ -13,7 +14,7 @@ import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
 from jaxtransfer import data
-from jaxtransfer.engine import steps, training, validation
+from jaxtransfer.engine import run_setup, steps, training, validation
 from jaxtransfer.features.active import active_learning, active_report
 from jaxtransfer.core.errors import UserError
 
@@ -43,10 +44,13 @@ def test_strategy_scores_match_numpy():
   assert random_scores.shape == (64,) and len(set(random_scores)) == 64
 
 
+@functools.cache  # once per module: the tests only read it
 def _tiny_setup(num_classes=10):
   config = tiny_config(model="alexnet", freeze="head")
   setup, init_state = training.build_setup(config, num_classes, 1, 32)
-  state = init_state(jax.random.split(jax.random.key(0), 1))
+  # Compiled as a run's initialisation is (tests/model_init.py says why).
+  state = jax.jit(init_state, compiler_options=run_setup.RUN_ONCE)(
+      jax.random.split(jax.random.key(0), 1))
   variables = jax.tree.map(lambda a: a[0], training.model_variables(state))
   return config, setup, variables
 

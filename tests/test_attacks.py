@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from model_init import init_variables
 from jaxtransfer import data
 from jaxtransfer.engine import attacks
 from jaxtransfer.engine.attacks import Attack, parse_attack
@@ -246,7 +247,7 @@ def _train_classifier(spread=0.07, noise=0.1):
       return optax.apply_updates(params, updates), opt_state
     return jax.lax.fori_loop(0, 300, step, (params, tx.init(params)))[0]
 
-  params = train(model.init(jax.random.key(0), images[:1])["params"])
+  params = train(init_variables(model, jax.random.key(0), images[:1])["params"])
   loss_and_logits = attacks.cross_entropy_loss_and_logits(
       functools.partial(logits_of, params))
   loss_fn = lambda x, y: loss_and_logits(x, y)[0]

@@ -8,12 +8,18 @@ import numpy as np
 import pytest
 
 from jaxtransfer.data import augment
+from jaxtransfer.engine import run_setup
 
 OPTIONS_ALL = augment.AugmentOptions(hflip=True, vflip=True, rotate=True)
 
+# An eager draw's values, bit for bit, compiled once per shape at the
+# run-once level instead of XLA's default (tests/model_init.py says why).
+_uniform = jax.jit(jax.random.uniform, static_argnums=1,
+                   compiler_options=run_setup.RUN_ONCE)
+
 
 def _images(n=16, size=32, seed=0):
-  return jax.random.uniform(jax.random.key(seed), (n, size, size, 3))
+  return _uniform(jax.random.key(seed), (n, size, size, 3))
 
 
 @pytest.mark.parametrize("options", [

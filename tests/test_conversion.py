@@ -19,6 +19,7 @@ from torch import nn  # noqa: E402
 
 import readme_commands  # noqa: E402
 from conftest import REPO_ROOT, needs_cifar10, run_cli  # noqa: E402
+from model_init import init_variables  # noqa: E402
 from jaxtransfer import models
 from jaxtransfer.core import checkpoints
 from jaxtransfer.engine import freezing, initialization
@@ -241,8 +242,8 @@ def test_imagenet_init_without_converted_weights_names_the_command(tmp_path):
 
 
 def _stacked_params(num_classes, seed):
-  params = models.Classifier(num_classes).init(
-      jax.random.key(seed), jnp.zeros((1, 64, 64, 3)))["params"]
+  params = init_variables(models.Classifier(num_classes), jax.random.key(seed),
+                          jnp.zeros((1, 64, 64, 3)))["params"]
   return jax.tree.map(lambda a: np.asarray(a)[None], params)  # one seed
 
 

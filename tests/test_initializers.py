@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from configs import default
+from model_init import init_variables
 from jaxtransfer import models
 from jaxtransfer.core import configlib
 from jaxtransfer.core.errors import UserError
 from jaxtransfer.models import initializers
-from jaxtransfer.engine import validation
+from jaxtransfer.engine import run_setup, validation
 
 KERAS_NAMES = [n for n in initializers.KERNEL_INITS if n != "torch"]
 SHAPES = {"conv": (5, 5, 48, 64), "dense": (400, 300), "bias": (20000,)}
@@ -32,6 +33,9 @@ def _ours(name, shape):
     init = initializers.layer_inits(f"torch|{name}", fan_in=1)["bias_init"]
   else:
     init = initializers.KERNEL_INITS[name]
+  # Compiled as a run's initialisation is (tests/model_init.py says why).
+  init = jax.jit(init, static_argnums=(1, 2),
+                 compiler_options=run_setup.RUN_ONCE)
   return np.asarray(init(jax.random.key(0), shape, jnp.float32))
 
 
@@ -66,7 +70,8 @@ def test_bias_init_reaches_the_layers():
   config.kernel_init, config.bias_init = "he_uniform", "glorot_uniform"
   validation.validate(config)
   model = models.make_model(config, 10)
-  params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  params = init_variables(model, jax.random.key(0),
+                          jnp.zeros((1, 32, 32, 3)))["params"]
   bias = np.asarray(params["body"]["conv2"]["bias"])  # 256 values
   limit = np.sqrt(6 / (256 + 256))  # Keras's fans of a 1-D shape
   assert limit * 0.9 < np.abs(bias).max() <= limit
@@ -75,12 +80,12 @@ def test_bias_init_reaches_the_layers():
       6 / (5 * 5 * 96))
   # '' keeps the kernel init's companion: zeros here, torch's for 'torch'.
   config.bias_init = ""
-  params = models.make_model(config, 10).init(
-      jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  params = init_variables(models.make_model(config, 10), jax.random.key(0),
+                          jnp.zeros((1, 32, 32, 3)))["params"]
   assert not np.asarray(params["body"]["conv2"]["bias"]).any()
   config.kernel_init, config.bias_init = "zeros", "ones"
-  params = models.make_model(config, 10).init(
-      jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  params = init_variables(models.make_model(config, 10), jax.random.key(0),
+                          jnp.zeros((1, 32, 32, 3)))["params"]
   assert not np.asarray(params["head"]["fc1"]["kernel"]).any()
   assert (np.asarray(params["head"]["fc1"]["bias"]) == 1).all()
 
@@ -96,7 +101,6 @@ def test_unknown_bias_init_names_the_field():
 def _compiled_at_both_levels(fn, *args):
   """fn(*args) compiled as a run's initialisation is (run_setup.RUN_ONCE)
   and at XLA's default level."""
-  from jaxtransfer.engine import run_setup
   ours = jax.jit(fn, compiler_options=run_setup.RUN_ONCE)(*args)
   default_level = jax.jit(fn)(*args)
   return jax.device_get(ours), jax.device_get(default_level)

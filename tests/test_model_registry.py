@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from model_init import init_variables
 from jaxtransfer import models
 from jaxtransfer.engine import freezing
 from jaxtransfer.core.errors import UserError
@@ -41,8 +42,9 @@ def _build(name, num_classes=7, **overrides):
   size, channels = NATURAL[name]
   model = models.make_model(_config(model=name, image_size=size, **overrides),
                             num_classes)
-  x = jax.random.normal(jax.random.key(1), (3, size, size, channels))
-  return model, model.init(jax.random.key(0), x), x
+  x = np.random.default_rng(1).normal(
+      size=(3, size, size, channels)).astype(np.float32)
+  return model, init_variables(model, jax.random.key(0), x), x
 
 
 def test_the_registry_holds_the_four_models_and_the_zoo_with_their_specs():

@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from model_init import init_variables
 from jaxtransfer import models
 from jaxtransfer.engine import freezing
 from jaxtransfer.core.errors import UserError
@@ -22,7 +23,7 @@ TORCHVISION_BODY_KERNELS = {  # torchvision OIHW shapes, as HWIO
 
 def _init(model, size, batch=2):
   x = jnp.zeros((batch, size, size, 3))
-  return model.init(jax.random.key(0), x)["params"], x
+  return init_variables(model, jax.random.key(0), x)["params"], x
 
 
 @pytest.mark.parametrize("size, spatial", [(64, 1), (128, 3), (224, 6)])
@@ -131,7 +132,7 @@ def test_alexnet_parameter_tree_is_unchanged_so_old_checkpoints_load():
 def test_alexnet_accepts_train_and_ignores_it():
   model = models.make_model(_config(), 10)
   params, x = _init(model, 64)
-  x = jax.random.normal(jax.random.key(1), x.shape)
+  x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
   eval_out = model.apply({"params": params}, x)
   train_out = model.apply({"params": params}, x, train=True,
                           rngs={"dropout": jax.random.key(2)})
@@ -143,7 +144,7 @@ def test_alexnet_dropout_when_asked_keeps_the_parameter_tree():
   assert model.dropout == 0.5
   params, x = _init(model, 64)
   assert _shapes(params) == _shapes(_init(models.Classifier(10), 64)[0])
-  x = jax.random.normal(jax.random.key(1), x.shape)
+  x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
   train = lambda key: model.apply({"params": params}, x, train=True,
                                   rngs={"dropout": key})
   assert not np.allclose(train(jax.random.key(2)), train(jax.random.key(3)))
@@ -161,7 +162,7 @@ def test_alexnet_torchvision_matches_torchvision_alexnet_in_eval():
   params, x = _init(model, 64)
   assert set(params["head"]) == {"fc6", "fc7", "fc8"}
   assert params["head"]["fc6"]["kernel"].shape == (6 * 6 * 256, 4096)
-  x = jax.random.normal(jax.random.key(1), x.shape)
+  x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
   expected = models.TorchvisionAlexNet(1000).apply(
       {"params": _copy_to_torchvision_layout(params)}, x)
   actual = model.apply({"params": params}, x)
@@ -210,7 +211,7 @@ def test_alexnet_torchvision_matches_torchvision_alexnet_in_eval():
 def test_alexnet_torchvision_dropout_is_active_only_in_training():
   model = models.make_model(_config(model="alexnet_torchvision"), 10)
   params, x = _init(model, 64)
-  x = jax.random.normal(jax.random.key(1), x.shape)
+  x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
   train = lambda key: model.apply({"params": params}, x, train=True,
                                   rngs={"dropout": key})
   eval_out = model.apply({"params": params}, x)
@@ -238,8 +239,9 @@ BN_WIDTHS = {"bn1": 96, "bn2": 256, "bn3": 384, "bn4": 384, "bn5": 256,
 def _init_bn(frozen_norms=(), dropout=-1.0, batch=4):
   model = models.make_model(_config(model="alexnet_bn", image_size=32,
                                     dropout=dropout), 10, frozen_norms)
-  x = jax.random.normal(jax.random.key(1), (batch, 32, 32, 3))
-  return model, model.init(jax.random.key(0), x), x
+  x = np.random.default_rng(1).normal(size=(batch, 32, 32, 3)).astype(
+      np.float32)
+  return model, init_variables(model, jax.random.key(0), x), x
 
 
 def test_alexnet_bn_parameter_counts_match_keras():
@@ -354,7 +356,8 @@ def test_alexnet_bn_dropout_differs_per_key_and_eval_is_deterministic():
 
 def test_lenet_parameter_count_at_28px_by_hand():
   model = models.make_model(_config(model="lenet", image_size=28), 10)
-  params = model.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)))["params"]
+  params = init_variables(model, jax.random.key(0),
+                          jnp.zeros((2, 28, 28, 1)))["params"]
   counts = {f"{part}/{layer}": _size(params[part][layer])
             for part in params for layer in params[part]}
   assert counts == {
@@ -375,7 +378,8 @@ def test_lenet_smallest_image_size():
   assert models.lenet.MIN_IMAGE_SIZE == 10
   assert min(models.lenet.spatial_sizes(9)) == 0
   model = models.make_model(_config(model="lenet", image_size=10), 3)
-  params = model.init(jax.random.key(0), jnp.zeros((1, 10, 10, 1)))["params"]
+  params = init_variables(model, jax.random.key(0),
+                          jnp.zeros((1, 10, 10, 1)))["params"]
   assert params["head"]["fc1"]["kernel"].shape == (16, 120)
 
 
@@ -389,7 +393,8 @@ def test_every_kernel_init_works_for_every_model(kernel_init):
     assert "head" in variables["params"]
   model = models.make_model(_config(model="lenet", image_size=28,
                                     kernel_init=kernel_init), 10)
-  params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
+  params = init_variables(model, jax.random.key(0),
+                          jnp.zeros((1, 28, 28, 1)))["params"]
   bias = np.asarray(params["body"]["conv2"]["bias"])
   if kernel_init == "torch":
     assert 0 < np.abs(bias).max() <= 1 / np.sqrt(3 * 3 * 6)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
+from model_init import init_variables
 from jaxtransfer import models
 from jaxtransfer.engine import training, validation
 from jaxtransfer.core.errors import UserError
@@ -88,8 +89,8 @@ def test_stride_two_and_dropout():
   assert kernels["head/fc1"] == (4 * 4 * 64, 512)  # S halves as C does
   config = tiny_config(model="notation", arch="v4", image_size=32)
   model = models.make_model(config, 10)
-  x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
-  params = model.init(jax.random.key(1), x, False)
+  x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype(np.float32)
+  params = init_variables(model, jax.random.key(1), x, False)
   run = lambda key: model.apply(params, x, True, rngs={"dropout": key})
   assert not np.allclose(run(jax.random.key(2)), run(jax.random.key(3)))
   np.testing.assert_array_equal(model.apply(params, x, False),

@@ -45,6 +45,8 @@ def test_merge_keeps_reinit_parameters_fresh():
   parameters (alexnet_bn)."""
   config = tiny_config(model="alexnet_bn", image_size=32)
   setup, init_state = training.build_setup(config, 10, 1, 32)
+  # Compiled as a run's initialisation is (tests/model_init.py says why).
+  init_state = jax.jit(init_state, compiler_options=run_setup.RUN_ONCE)
   fresh, source = (jax.device_get(training.model_variables(init_state(
       jax.random.split(jax.random.key(s), 1)))) for s in (0, 1))
   bn = sorted({n.rsplit("/", 1)[0] for n in _named(fresh["batch_stats"])})[0]

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import needs_cifar10, tiny_config
 from jaxtransfer.core import checkpoints
-from jaxtransfer.engine import steps, variants, training, validation
+from jaxtransfer.engine import (run_setup, steps, variants, training,
+                                validation)
 from jaxtransfer.core.errors import UserError
 
 # Fields of a record that are timings, not results.
@@ -41,6 +42,8 @@ def _results(run_dir):
 
 def _initial_params(config):
   setup, init_state = training.build_setup(config, 10, 8, config.batch_size)
+  # Compiled as a run's initialisation is (tests/model_init.py says why).
+  init_state = jax.jit(init_state, compiler_options=run_setup.RUN_ONCE)
   return init_state(steps.RunKeys.from_seeds(steps.seeds_of(config)).init
                     ).params
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, run_cli
+from model_init import init_variables
 from configs import default
 from configs.joint import zoo
 from jaxtransfer import models
@@ -41,7 +42,7 @@ def test_conv_transpose_is_torchs_on_both_paths(kernel_init, monkeypatch):
   torch = pytest.importorskip("torch")
   x = np.random.RandomState(0).randn(2, 3, 5, 4).astype(np.float32)
   decoder = zoo_joint.TransposedDecoder((6, 3), kernel_init)
-  variables = decoder.init(jax.random.key(0), x)
+  variables = init_variables(decoder, jax.random.key(0), x)
   layers = [torch.nn.ConvTranspose2d(4, 6, 4, 2, 1),
             torch.nn.ConvTranspose2d(6, 3, 4, 2, 1)]
   with torch.no_grad():
@@ -62,8 +63,8 @@ def test_conv_transpose_is_torchs_on_both_paths(kernel_init, monkeypatch):
 
 def test_torch_init_has_conv_transposes_spread():
   torch = pytest.importorskip("torch")
-  variables = zoo_joint.TransposedDecoder((64,)).init(
-      jax.random.key(0), jnp.zeros((1, 2, 2, 128)))
+  variables = init_variables(zoo_joint.TransposedDecoder((64,)),
+                             jax.random.key(0), jnp.zeros((1, 2, 2, 128)))
   ours = variables["params"]["deconv1"]
   theirs = torch.nn.ConvTranspose2d(128, 64, 4, 2, 1)
   bound = 1 / np.sqrt(64 * 16)  # torch's fan-in: out x 4 x 4
