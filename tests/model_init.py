@@ -6,6 +6,9 @@ default optimisation level: ~0.5 s each on a 2-core CPU, seconds per model.
 `init_variables` compiles the whole initialisation once, at the level a
 run's own initialisation is compiled at (run_setup.RUN_ONCE), whose values
 are the default level's bit for bit (tests/test_initializers.py checks it).
+Jitted and eager draws can differ in the last bit (random_normal does;
+docs/testing.md says where), so a test that compares against an eager
+computation draws both the same way.
 """
 
 from __future__ import annotations

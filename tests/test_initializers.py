@@ -33,9 +33,6 @@ def _ours(name, shape):
     init = initializers.layer_inits(f"torch|{name}", fan_in=1)["bias_init"]
   else:
     init = initializers.KERNEL_INITS[name]
-  # Compiled as a run's initialisation is (tests/model_init.py says why).
-  init = jax.jit(init, static_argnums=(1, 2),
-                 compiler_options=run_setup.RUN_ONCE)
   return np.asarray(init(jax.random.key(0), shape, jnp.float32))
 
 
