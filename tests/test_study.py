@@ -29,7 +29,7 @@ def _pick(records, seed):
 @needs_cifar10
 def test_each_seed_of_a_vectorised_run_equals_that_seed_alone(tmp_path):
   """The real loop on real data, 2 epochs with augmentation: bit-identical."""
-  common = dict(num_epochs=2, seed_parallelism="unroll", train_subset=640,
+  common = dict(num_epochs=2, seed_parallelism="unroll",
                 **{"augment.hflip": True})
   vectorised = training.train_and_evaluate(tiny_config(num_seeds=2, **common),
                                            str(tmp_path / "both"))
