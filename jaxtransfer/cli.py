@@ -84,9 +84,15 @@ def on_stop_signal(signum, frame) -> None:
   if received_signal and signum == signal.SIGINT:
     raise KeyboardInterrupt
   received_signal.append(signum)
-  print(f"\n{signal.Signals(signum).name}: saving a checkpoint at the next step "
-        "and stopping (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+  # The stop first, and the message straight to fd 2: the handler runs
+  # between two bytecodes of the main thread, which may be inside a write
+  # to sys.stderr (a log line, the progress bar); print() there raises
+  # "reentrant call", which the logging or tqdm write swallows, and a
+  # request after it would be lost: the run would go on training.
   training.request_stop()
+  os.write(2, (f"\n{signal.Signals(signum).name}: saving a checkpoint at the "
+               "next step and stopping (Ctrl-C again to stop at once)\n"
+               ).encode())
 
 
 def quiet_thread_failure(args) -> None:

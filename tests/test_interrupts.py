@@ -157,3 +157,29 @@ def test_one_writer_per_workdir_and_a_killed_run_leaves_no_stuck_lock(tmp_path):
   first.wait()
   third = kill_resume.finish(str(tmp_path))  # the kernel dropped the lock
   assert third.returncode == 0, third.stderr[-2000:]
+
+
+def test_a_stop_signal_during_a_stderr_write_still_stops(monkeypatch, capfd):
+  """The handler runs between two bytecodes of the main thread, which may be
+  inside a write to sys.stderr (a log line, the progress bar): Python's
+  buffered stderr then refuses a second write ("reentrant call"). The stop is
+  requested all the same, and the message still reaches the terminal."""
+  import signal as signals
+  import sys
+  from jaxtransfer import cli
+
+  class StderrMidWrite:
+    def write(self, text):
+      raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stderr>'>")
+
+    flush = write
+
+  requests = []
+  monkeypatch.setattr(training, "request_stop", lambda: requests.append(1))
+  monkeypatch.setattr(cli, "received_signal", [])
+  monkeypatch.setattr(sys, "stderr", StderrMidWrite())
+  cli.on_stop_signal(signals.SIGTERM, None)
+  assert requests == [1]
+  assert cli.received_signal == [signals.SIGTERM]
+  assert "SIGTERM: saving a checkpoint at the next step and stopping" in (
+      capfd.readouterr().err)
