@@ -107,8 +107,12 @@ def test_the_main_job_starts_as_written_and_stops_on_sigterm(tmp_path):
     if "compiled the train and eval steps" in line:
       break
   process.send_signal(signal.SIGTERM)
-  stderr = "".join(seen) + process.stderr.read()
-  process.wait(timeout=400)
+  try:  # a job that does not stop fails the test instead of hanging it
+    _, rest = process.communicate(timeout=400)
+  except subprocess.TimeoutExpired:
+    process.kill()
+    raise
+  stderr = "".join(seen) + rest
   assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
   assert "Loaded cifar10" in stderr and "50000 train" in stderr, stderr[-3000:]
   last = stderr.strip().splitlines()[-1]
