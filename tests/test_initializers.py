@@ -132,3 +132,31 @@ def test_a_whole_model_initialises_bit_for_bit_at_the_run_once_level():
   assert len(leaves) > 20
   for a, b in zip(leaves, jax.tree.leaves(default_level)):
     assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def test_a_fresh_start_s_variables_are_the_run_s_own():
+  """What `jaxtransfer analyze` compares a trained model with (and what a
+  pre-trained body is merged into): run_setup.fresh_variables, bit for bit
+  the state a run starts from. lenet with random_normal is the setup whose
+  eager init differs from the jitted one in the last bit."""
+  from conftest import tiny_config
+  from jaxtransfer.engine import training
+
+  config = tiny_config(model="lenet", image_size=32,
+                       kernel_init="random_normal", num_seeds=2)
+  setup, init_state = run_setup.build_setup(config, 10, 10, 32)
+  keys = training.RunKeys.from_seeds(training.seeds_of(config))
+
+  class NoCheckpoint:
+    def latest_step(self):
+      return None
+
+  state, history = run_setup.initial_state(
+      config, "/nonexistent", NoCheckpoint(), setup, init_state, keys,
+      "classifier", None, log=lambda *args: None)
+  fresh = run_setup.fresh_variables(init_state, keys)
+  assert history == []
+  leaves = jax.tree.leaves(fresh["params"])
+  assert len(leaves) >= 8 and leaves[0].shape[0] == 2  # two seeds
+  for a, b in zip(leaves, jax.tree.leaves(state.params)):
+    assert a.tobytes() == np.asarray(b).tobytes()

@@ -139,6 +139,16 @@ def abstract_state(init_state, keys, setup: Setup):
       shapes)
 
 
+def fresh_variables(init_state, keys) -> dict:
+  """A fresh start's random variables ({'params', 'batch_stats'}, numpy,
+  stacked over seeds), computed as a run computes them (one program at the
+  run-once level: bit for bit a fresh run's, and one compile where flax's
+  eager init compiles each random op on its own)."""
+  return distributed.fetch(jax.jit(
+      lambda k: model_variables(init_state(k)),
+      compiler_options=RUN_ONCE)(keys.init))
+
+
 def pretrained_variables(config, workdir, init_state, keys, name):
   """Fresh variables ({'params', 'batch_stats'}) with config.init's
   pre-trained parts merged in (numpy, stacked over seeds), or None for a
@@ -147,9 +157,7 @@ def pretrained_variables(config, workdir, init_state, keys, name):
   if pretrained is None:
     return None
   loaded, source = pretrained
-  fresh = distributed.fetch(jax.jit(
-      lambda k: model_variables(init_state(k)),
-      compiler_options=RUN_ONCE)(keys.init))
+  fresh = fresh_variables(init_state, keys)
   merged = initialization.merge_variables(fresh, loaded, source,
                                           reinit=config.get("reinit", ()))
   logging.info("%s: body initialised from %s", name, source)

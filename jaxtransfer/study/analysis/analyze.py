@@ -98,7 +98,7 @@ def load_run(run_dir: str, datasets: dict) -> Loaded:
   initial = run_setup.pretrained_variables(config, run_dir, init_state,
                                            keys, "analysis")
   if initial is None:
-    initial = jax.device_get(training.model_variables(init_state(keys.init)))
+    initial = run_setup.fresh_variables(init_state, keys)
   final = {"params": params, "batch_stats": batch_stats or {}}
   return Loaded(config, run_dir, step, dataset, setup, final,
                 _seed(initial, 0))
