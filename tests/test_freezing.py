@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from jaxtransfer.engine import freezing, training
+from jaxtransfer.engine import freezing, run_setup, training
 from jaxtransfer.core.errors import UserError
 
 BODY = [f"body/conv{i}" for i in range(1, 6)]
@@ -29,6 +29,8 @@ def _setup(freeze, batch=8, **overrides):
   setup, init_state = training.build_setup(config, 10, steps_per_epoch=4,
                                            batch_size=batch, learning_rate=1e-3)
   keys = training.RunKeys.from_seeds([0])
+  # Compiled as a run's initialisation is (tests/model_init.py says why).
+  init_state = jax.jit(init_state, compiler_options=run_setup.RUN_ONCE)
   return setup, init_state(keys.init), keys
 
 

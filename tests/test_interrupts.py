@@ -17,11 +17,21 @@ from jaxtransfer.core import checkpoints, workdir as workdir_lib
 from jaxtransfer.engine import experiment, steps, training
 
 
+# kill_resume's run (benchmarks/kill_resume.py) for two epochs instead of
+# three: a kill after the first epoch's checkpoint and the resume that
+# finishes the second test the same thing, one epoch of each run sooner.
+ARGS = (*kill_resume.ARGS, "--config.num_epochs=2")
+EPOCHS = 2
+STEPS_PER_EPOCH = 640 // 32  # kill_resume.ARGS
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
+  """The run uninterrupted (forked from the CLI server: the runs compared
+  with it are the fresh processes)."""
   workdir = str(tmp_path_factory.mktemp("reference"))
   start = time.perf_counter()
-  result = kill_resume.finish(workdir)
+  result = run_cli(*ARGS, f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   return (kill_resume.outcome(workdir), time.perf_counter() - start,
           workdir_lib.read_metrics(workdir))
@@ -33,10 +43,7 @@ def expected_epoch_seconds(reference) -> float:
   return record["epoch_seconds"] + record["eval_seconds"]
 
 
-STEPS_PER_EPOCH = 640 // 32  # kill_resume.ARGS
-
-
-def assert_resumed_from_the_checkpoint(workdir, args=kill_resume.ARGS):
+def assert_resumed_from_the_checkpoint(workdir, args=ARGS):
   """Finishes a killed run in `workdir` and checks that it resumed from the
   newest complete checkpoint the kill left (not from scratch): the step it
   says it resumed from, and the epochs before it kept as saved (timings
@@ -64,7 +71,7 @@ def assert_resumed_from_the_checkpoint(workdir, args=kill_resume.ARGS):
 @pytest.mark.parametrize("when", ["training", "checkpoint write"])
 def test_killed_run_resumes_bit_identical(reference, tmp_path, when):
   (expected, _, _) = reference
-  assert len(expected[0]) == 3  # 3 epochs x 1 seed
+  assert len(expected[0]) == EPOCHS  # x 1 seed
   # Killed at a known point: once the first epoch's checkpoint is complete,
   # a seeded moment in the epoch after it (training, evaluation, saving), or
   # the moment the next checkpoint write is under way (a partial checkpoint
@@ -73,10 +80,11 @@ def test_killed_run_resumes_bit_identical(reference, tmp_path, when):
   epoch_seconds = expected_epoch_seconds(reference)
   delay = (random.Random(7).uniform(0.1, 0.9) * epoch_seconds
            if when == "training" else None)
-  what = kill_resume.kill_once(str(tmp_path), delay, after_checkpoint=True)
+  what = kill_resume.kill_once(str(tmp_path), delay, ARGS,
+                               after_checkpoint=True)
   assert what.startswith("killed"), what
   step = assert_resumed_from_the_checkpoint(tmp_path)
-  assert step % STEPS_PER_EPOCH == 0 and step < 3 * STEPS_PER_EPOCH, what
+  assert step % STEPS_PER_EPOCH == 0 and step < EPOCHS * STEPS_PER_EPOCH, what
   assert kill_resume.identical(kill_resume.outcome(str(tmp_path)), expected), what
   # No partial checkpoint was ever restored, and none is left behind.
   assert not [d for d in os.listdir(tmp_path / "checkpoints") if "tmp" in d]
@@ -85,9 +93,9 @@ def test_killed_run_resumes_bit_identical(reference, tmp_path, when):
 @needs_cifar10
 def test_sigterm_checkpoints_mid_epoch_and_resumes_bit_identical(reference, tmp_path):
   (expected, _, _) = reference
-  process = subprocess.Popen(kill_resume.command(str(tmp_path)), cwd=REPO_ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+  process = subprocess.Popen(kill_resume.command(str(tmp_path), ARGS),
+                             cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
   metrics = tmp_path / "metrics.jsonl"
   deadline = time.time() + 300
   while time.time() < deadline and process.poll() is None and not (
@@ -103,14 +111,14 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_bit_identical(reference, tmp_
   steps = checkpoints.RunCheckpoints(str(tmp_path), read_only=True).steps()
   steps_per_epoch = 640 // 32
   assert steps[-1] % steps_per_epoch != 0, steps  # a checkpoint mid-epoch
-  result = kill_resume.finish(str(tmp_path))
+  result = kill_resume.finish(str(tmp_path), ARGS)
   assert result.returncode == 0, result.stderr[-3000:]
   assert kill_resume.identical(kill_resume.outcome(str(tmp_path)), expected)
 
 
 @needs_cifar10
 def test_absurd_learning_rate_stops_naming_epoch_and_step(tmp_path):
-  result = run_cli(*kill_resume.ARGS, "--config.learning_rate=1e6",
+  result = run_cli(*ARGS, "--config.learning_rate=1e6",
                    "--config.log_every_steps=1", f"--workdir={tmp_path}")
   assert result.returncode == 3, result.stderr[-2000:]
   last = result.stderr.strip().splitlines()[-1]
@@ -143,19 +151,20 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
 
 @needs_cifar10
 def test_one_writer_per_workdir_and_a_killed_run_leaves_no_stuck_lock(tmp_path):
-  first = subprocess.Popen(kill_resume.command(str(tmp_path)), cwd=REPO_ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  first = subprocess.Popen(kill_resume.command(str(tmp_path), ARGS),
+                           cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
   lock = tmp_path / ".lock"
   deadline = time.time() + 300
   while time.time() < deadline and not (lock.exists() and lock.read_text()):
     time.sleep(0.01)
-  second = kill_resume.finish(str(tmp_path))
+  second = run_cli(*ARGS, f"--workdir={tmp_path}")  # forked: another pid
   assert second.returncode == 2
   last = second.stderr.strip().splitlines()[-1]
   assert last.startswith(f"error: workdir {tmp_path} is in use by another run (pid {first.pid}")
   first.send_signal(signal.SIGKILL)
   first.wait()
-  third = kill_resume.finish(str(tmp_path))  # the kernel dropped the lock
+  third = run_cli(*ARGS, f"--workdir={tmp_path}")  # the kernel dropped the lock
   assert third.returncode == 0, third.stderr[-2000:]
 
 

@@ -36,8 +36,10 @@ def _batch_stats_bytes(workdir):
 
 @pytest.fixture(scope="module")
 def bn_reference(tmp_path_factory):
+  """The run uninterrupted (forked from the CLI server; the killed and
+  resumed runs are fresh processes)."""
   workdir = tmp_path_factory.mktemp("bn") / "w"
-  result = kill_resume.finish(str(workdir), BN_ARGS)
+  result = run_cli(*BN_ARGS, f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir
 

@@ -161,7 +161,7 @@ def test_two_stages_one_curve_and_cache_per_stage(reference):
   keys = training.RunKeys.from_seeds(training.seeds_of(config1), setup.replicated)
   start1 = run_setup.pretrained_variables(
       config1, str(workdir / "stage_1_finetune"), init_state, keys, name1)
-  fresh = jax.device_get(training.model_variables(init_state(keys.init)))
+  fresh = run_setup.fresh_variables(init_state, keys)  # as the run drew it
   final0, start1, fresh = (_named(t) for t in (final0, start1["params"],
                                                fresh["params"]))
   for name, value in start1.items():

@@ -15,7 +15,7 @@ import pytest
 import readme_commands
 from conftest import (REPO_ROOT, needs_cifar10, run_command, tensorboard_scalars,
                       tiny_config)
-from jaxtransfer.engine import training
+from jaxtransfer.engine import run_setup, training
 from jaxtransfer.study import report
 
 COMPARED = ("epoch", "step", "train_loss", "train_accuracy", "val_loss",
@@ -53,6 +53,8 @@ def _stacked_step_result(seeds, strategy):
   keys = training.RunKeys.from_seeds(seeds)
   orders = jax.vmap(lambda k: training.epoch_order(k, 0, 320, 320))(keys.data)
   step = jax.jit(training.make_train_step(setup))
+  # Compiled as a run's initialisation is (tests/model_init.py says why).
+  init_state = jax.jit(init_state, compiler_options=run_setup.RUN_ONCE)
   return step(init_state(keys.init), images, labels, orders, keys.augment)
 
 
