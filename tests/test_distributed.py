@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import readme_commands
-from conftest import REPO_ROOT, needs_cifar10
+from conftest import REPO_ROOT, needs_cifar10, run_cli
 
 TINY = ("--config=configs/random_init.py:smoke", "--config.train_subset=128",
         "--config.val_subset=64", "--config.batch_size=32",
@@ -34,8 +34,10 @@ def _records(workdir):
 
 @pytest.fixture(scope="module")
 def one_device(tmp_path_factory):
+  """The run on the one CPU device a process has by default, forked from
+  the CLI server (the multi-device runs are fresh processes)."""
   workdir = tmp_path_factory.mktemp("one_device")
-  result = _run(TINY, workdir)
+  result = run_cli(*TINY, f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   return _records(workdir)
 

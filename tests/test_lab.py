@@ -81,8 +81,11 @@ def test_alexnet_bn_killed_run_resumes_bit_identical(bn_reference, tmp_path):
 
 @needs_cifar10
 def test_grid_study_over_two_other_fields_reports_them(tmp_path):
-  # The grid's plan, configs and report: not what it learns (160 images).
+  # The grid's plan, configs and report: not what it learns (160 images,
+  # test_sweeps.py's two-layer net instead of AlexNet-BN).
   result = run_cli("--config=configs/grid.py:smoke,num_seeds=1",
+                   "--config.model=notation", "--config.encoder=C(8)>C(16)",
+                   "--config.classifier=L(32)>L'(10)",
                    "--config.train_subset=160", "--config.val_subset=100",
                    "--config.batch_size=32", "--config.num_epochs=1",
                    "--config.progress_bar=False", f"--workdir={tmp_path}")
