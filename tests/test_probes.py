@@ -108,3 +108,28 @@ def test_pooling_to_a_fixed_length():
   assert sorted(["layer2", "stem", "fc1", "conv10", "conv2"],
                 key=probes.layer_order) == ["stem", "conv2", "layer2",
                                             "conv10", "fc1"]
+
+
+@pytest.mark.parametrize("l2", [1e-2, 1.0, 2.0 ** 10])
+def test_fewer_examples_than_features_solve_the_same_probe(l2):
+  """solve_dual (the N x N form, for N < D) against the float64 reference,
+  tighter than the streamed D x D solve meets it: with N < D the Gram is
+  singular, and at small l2 its float32 rounding shows (seen here at
+  l2=0.01: 2.8e-3 off for the streamed solve, 3.6e-7 for this one)."""
+  rng = np.random.default_rng(3)
+  n, d, c = 40, 96, 4
+  x = (rng.standard_normal((n, d)) * rng.uniform(0.1, 10, d)
+       + rng.uniform(-3, 3, d)).astype(np.float32)
+  y = rng.integers(0, c, n)
+  mean, std, w_ref = _reference(x, y, c, l2)
+  dual = probes.solve_dual(jnp.asarray(x), jnp.asarray(y), c)
+  np.testing.assert_allclose(dual["mean"], mean, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(dual["std"], std, rtol=1e-4)
+  assert dual["eigs"].shape == (n,) and dual["q"].shape == (d, n)
+  w, bias = probes.weights(dual, l2)
+  np.testing.assert_allclose(w, w_ref[:-1], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(bias, probes.BIAS * w_ref[-1], rtol=1e-4,
+                             atol=1e-5)
+  w_streamed, _ = probes.weights(_streamed(x, y, c), l2)
+  assert (np.abs(w - w_ref[:-1]).max()
+          <= np.abs(w_streamed - w_ref[:-1]).max() + 1e-7)

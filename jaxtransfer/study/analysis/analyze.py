@@ -138,23 +138,33 @@ def probe_layers(run: Loaded, options: Options, log=logging.info) -> dict:
   layers = extract.layers(variables, fit_images[:1])
   num_classes = run.dataset.num_classes
   start = time.perf_counter()
-  stats, dims = None, {}
+  # Per layer, the Gram's sums (streamed), or the features themselves where
+  # there are fewer examples than features (probes.solve_dual).
+  stats, held_features, dims = None, {}, {}
   for feats, labels in _layer_batches(extract, variables, fit_images,
                                       fit_labels, options.batch_size):
     if stats is None:
       dims = {l: feats[l].shape[1] for l in layers}
+      held_features = {l: [] for l in layers if len(fit_labels) < dims[l]}
       stats = {l: probes.gram_statistics([], dims[l], num_classes)
-               for l in layers}
+               for l in layers if l not in held_features}
     for layer in layers:
-      stats[layer] = probes.accumulate(stats[layer], (feats[layer], labels),
-                                        num_classes)
+      if layer in held_features:
+        held_features[layer].append(feats[layer])
+      else:
+        stats[layer] = probes.accumulate(stats[layer], (feats[layer], labels),
+                                          num_classes)
   held_feats = _stack(extract, variables, held_images, options.batch_size)
   val = run.dataset.val
   val_feats = _stack(extract, variables, val.images, options.batch_size)
   val_labels = jnp.asarray(val.labels)
   results = {}
   for layer in layers:
-    solution = probes.solve(stats[layer])
+    if layer in held_features:
+      solution = probes.solve_dual(jnp.concatenate(held_features[layer]),
+                                   jnp.asarray(fit_labels), num_classes)
+    else:
+      solution = probes.solve(stats[layer])
     l2, held_accuracy = probes.choose_l2(solution, held_feats[layer],
                                          jnp.asarray(held_labels))
     w, bias = probes.weights(solution, l2)

@@ -19,7 +19,8 @@ features are never held whole: one pass on the device accumulates
 sum(x), X^T X and X^T Y over batches, from which the whitened X^T X and
 X^T Y follow exactly (the bias column is orthogonal to centred features).
 The eigendecomposition of X^T X then gives W for every l2 of a grid at
-once; l2 is the one with the best accuracy on a held-out slice of the
+once (with fewer training examples than features, that of the smaller
+X X^T, from the features held: the same solutions); l2 is the one with the best accuracy on a held-out slice of the
 training images (its features do stay on the device: a few thousand).
 k-shot probes (k images per class, several random draws) solve the same
 problem in the N < D form, x^T (x x^T + l2 I)^-1 y, at big_vision's
@@ -149,6 +150,33 @@ def solve(stats) -> dict:
   eigs, q = jnp.linalg.eigh((gram + gram.T) / 2)
   return {"mean": mean, "std": std, "eigs": eigs, "q": q,
           "rhs": q.T @ xty, "bias_rhs": BIAS * y_sum, "n": n}
+
+
+@functools.partial(jax.jit, static_argnames="num_classes")
+def solve_dual(x, y, num_classes: int) -> dict:
+  """solve's result from the features themselves (x [N, D], labels [N]),
+  for fewer examples than features: the eigendecomposition of the N x N
+  X_w X_w^T instead of the D x D X_w^T X_w, the same ridge solutions
+  ((X^T X + l2 I)^-1 X^T Y = X^T (X X^T + l2 I)^-1 Y), `q` then X_w^T Q
+  [D, N] and `rhs` Q^T Y. Held, N x D features take no more memory than a
+  D x D Gram."""
+  n = x.shape[0]
+  hi = jax.lax.Precision.HIGHEST
+  mean = x.mean(0)
+  centred = x - mean
+  std = jnp.sqrt((centred * centred).mean(0)) + 1e-5
+  xw = centred / std
+  targets = 2.0 * jax.nn.one_hot(y, num_classes, dtype=jnp.float32) - 1.0
+  kernel = jnp.matmul(xw, xw.T, precision=hi)
+  eigs, q = jnp.linalg.eigh((kernel + kernel.T) / 2)
+  # Centred targets: X_w^T Y is unchanged (X_w's columns sum to zero), and
+  # the constant direction, which the centred X_w X_w^T maps to 0 (an
+  # eigenvalue at rounding level, scaled by 1 / l2), carries no target.
+  centred_targets = targets - targets.mean(0)
+  return {"mean": mean, "std": std, "eigs": eigs,
+          "q": jnp.matmul(xw.T, q, precision=hi),
+          "rhs": jnp.matmul(q.T, centred_targets, precision=hi),
+          "bias_rhs": BIAS * targets.sum(0), "n": jnp.float32(n)}
 
 
 @jax.jit
