@@ -132,12 +132,16 @@ def write_reconstructions(config, run_dir: str, count: int = 8) -> str:
   stats = workdir_lib.run_pixel_stats(run_dir)
   mean, std = (np.asarray(v) for v in data.normalization_constants(
       config, 3, stats))  # the autoencoder is an AlexNet: RGB
-  inputs = data.to_model_input(data.to_unit_float(val.images[:count]),
-                               config.image_size, tuple(mean), tuple(std),
-                               channels=3)
-  outputs = model.apply(variables, inputs, train=False)
-  if joint:
-    outputs = outputs["reconstruction"]
+
+  @jax.jit  # one program: eagerly, each op of the model compiles on its own
+  def reconstruct(variables, images):
+    inputs = data.to_model_input(data.to_unit_float(images),
+                                 config.image_size, tuple(mean), tuple(std),
+                                 channels=3)
+    outputs = model.apply(variables, inputs, train=False)
+    return inputs, outputs["reconstruction"] if joint else outputs
+
+  inputs, outputs = reconstruct(variables, val.images[:count])
   unnormalise = lambda x: np.asarray(x, np.float32) * std + mean
   path = os.path.join(run_dir, RECONSTRUCTIONS_FILE)
   np.savez_compressed(path, inputs=unnormalise(inputs),
