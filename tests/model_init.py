@@ -26,18 +26,34 @@ def init_variables(model, rng, *inputs, **kwargs):
   level. Arrays are traced; everything else (`train=False`, a positional
   False) is static, as eagerly. A model, its inputs' shapes and the static
   arguments compile once per test process."""
+  return _compiled(model, "init", rng, *inputs, **kwargs)
+
+
+def apply(model, variables, *inputs, **kwargs):
+  """`model.apply(variables, *inputs, **kwargs)` as one jitted program (as
+  the training and evaluation steps run it), at XLA's default level: the
+  same static/traced split as init_variables. Eagerly, each op of the
+  model would compile on its own."""
+  return _compiled(model, "apply", variables, *inputs, **kwargs)
+
+
+def _compiled(model, name, first, *inputs, **kwargs):
   leaves, treedef = jax.tree.flatten((inputs, kwargs))
   traced = [isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves]
   static = tuple((True, None) if t else (False, leaf)
                  for leaf, t in zip(leaves, traced))
   arrays = [leaf for leaf, t in zip(leaves, traced) if t]
-  return _init(model, treedef, static, rng, arrays)
+  call = _init if name == "init" else _apply
+  return call(model, treedef, static, first, arrays)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2),
-                   compiler_options=run_setup.RUN_ONCE)
-def _init(model, treedef, static, rng, arrays):
+def _call(name, model, treedef, static, first, arrays):
   arrays = iter(arrays)
   leaves = [next(arrays) if is_traced else leaf for is_traced, leaf in static]
   inputs, kwargs = jax.tree.unflatten(treedef, leaves)
-  return model.init(rng, *inputs, **kwargs)
+  return getattr(model, name)(first, *inputs, **kwargs)
+
+
+_init = jax.jit(functools.partial(_call, "init"), static_argnums=(0, 1, 2),
+                compiler_options=run_setup.RUN_ONCE)
+_apply = jax.jit(functools.partial(_call, "apply"), static_argnums=(0, 1, 2))

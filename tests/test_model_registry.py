@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from model_init import init_variables
+from model_init import apply, init_variables
 from jaxtransfer import models
 from jaxtransfer.engine import freezing
 from jaxtransfer.core.errors import UserError
@@ -90,16 +90,16 @@ def test_every_model_has_the_uniform_interface(name):
   has_norms = name == "alexnet_bn"
   assert set(variables) == ({"params", "batch_stats"} if has_norms
                             else {"params"})
-  logits = model.apply(variables, x)
+  logits = apply(model, variables, x)
   assert logits.shape == (3, 7) and logits.dtype == jnp.float32
   assert np.all(np.isfinite(logits))
-  features = model.apply(variables, x, method="features")
-  from_features = model.apply(variables, features, method="classify_features")
+  features = apply(model, variables, x, method="features")
+  from_features = apply(model, variables, features, method="classify_features")
   np.testing.assert_allclose(from_features, logits, rtol=1e-6, atol=1e-6)
   assert model.frozen_norms == ()
   # The training loop's call: dropout rng, mutable batch_stats if any.
   mutable = ["batch_stats"] if has_norms else False
-  out = model.apply(variables, x, train=True,
+  out = apply(model, variables, x, train=True,
                     rngs={"dropout": jax.random.key(2)}, mutable=mutable)
   out = out[0] if has_norms else out
   assert out.shape == (3, 7) and out.dtype == jnp.float32
@@ -111,7 +111,7 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(name):
   assert model.dtype == jnp.bfloat16
   assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {
       jnp.dtype(jnp.float32)}
-  logits = model.apply(variables, x)
+  logits = apply(model, variables, x)
   assert logits.dtype == jnp.float32
   reference = models.make_model(
       _config(model=name, image_size=NATURAL[name][0]), 7).apply(variables, x)

@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from model_init import init_variables
+from model_init import apply, init_variables
 from jaxtransfer import models
 from jaxtransfer.engine import freezing
 from jaxtransfer.core.errors import UserError
@@ -30,7 +30,7 @@ def _init(model, size, batch=2):
 def test_classifier_output_and_feature_shapes(size, spatial):
   model = models.Classifier(num_classes=10)
   params, x = _init(model, size)
-  logits = model.apply({"params": params}, x)
+  logits = apply(model, {"params": params}, x)
   assert logits.shape == (2, 10)
   assert logits.dtype == jnp.float32
   features = models.AlexNetBody().apply({"params": params["body"]}, x)
@@ -61,7 +61,7 @@ def test_body_parameter_names_follow_torchvision_layout():
 def test_autoencoder_reconstructs_the_input_shape_with_the_same_body(size):
   ae = models.Autoencoder(image_size=size)
   ae_params, x = _init(ae, size)
-  assert ae.apply({"params": ae_params}, x).shape == x.shape
+  assert apply(ae, {"params": ae_params}, x).shape == x.shape
   cls_params, _ = _init(models.Classifier(num_classes=10), size)
   ae_body = jax.tree.map(jnp.shape, ae_params["body"])
   cls_body = jax.tree.map(jnp.shape, cls_params["body"])
@@ -133,8 +133,8 @@ def test_alexnet_accepts_train_and_ignores_it():
   model = models.make_model(_config(), 10)
   params, x = _init(model, 64)
   x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
-  eval_out = model.apply({"params": params}, x)
-  train_out = model.apply({"params": params}, x, train=True,
+  eval_out = apply(model, {"params": params}, x)
+  train_out = apply(model, {"params": params}, x, train=True,
                           rngs={"dropout": jax.random.key(2)})
   np.testing.assert_array_equal(eval_out, train_out)
 
@@ -145,7 +145,7 @@ def test_alexnet_dropout_when_asked_keeps_the_parameter_tree():
   params, x = _init(model, 64)
   assert _shapes(params) == _shapes(_init(models.Classifier(10), 64)[0])
   x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
-  train = lambda key: model.apply({"params": params}, x, train=True,
+  train = lambda key: apply(model, {"params": params}, x, train=True,
                                   rngs={"dropout": key})
   assert not np.allclose(train(jax.random.key(2)), train(jax.random.key(3)))
 
@@ -165,9 +165,9 @@ def test_alexnet_torchvision_matches_torchvision_alexnet_in_eval():
   x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
   expected = models.TorchvisionAlexNet(1000).apply(
       {"params": _copy_to_torchvision_layout(params)}, x)
-  actual = model.apply({"params": params}, x)
+  actual = apply(model, {"params": params}, x)
   np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
-  features = model.apply({"params": params}, x, method="features")
+  features = apply(model, {"params": params}, x, method="features")
   assert features.shape == (2, 6, 6, 256)
 
   # torchvision's own AlexNet in eval mode (dropout off), random weights,
@@ -199,7 +199,7 @@ def test_alexnet_torchvision_matches_torchvision_alexnet_in_eval():
         (2, 3, size, size)).astype(np.float32)
     with torch.no_grad():
       want = reference(torch.from_numpy(x)).numpy()
-    got = np.asarray(model.apply(variables, jnp.asarray(x.transpose(0, 2, 3, 1))))
+    got = np.asarray(apply(model, variables, jnp.asarray(x.transpose(0, 2, 3, 1))))
     assert got.shape == want.shape == (2, 1000)
     assert np.std(want) > 1e-2  # a meaningful comparison, not zeros
     # float32 sums in another order: relative to the largest logit.
@@ -212,17 +212,17 @@ def test_alexnet_torchvision_dropout_is_active_only_in_training():
   model = models.make_model(_config(model="alexnet_torchvision"), 10)
   params, x = _init(model, 64)
   x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
-  train = lambda key: model.apply({"params": params}, x, train=True,
+  train = lambda key: apply(model, {"params": params}, x, train=True,
                                   rngs={"dropout": key})
-  eval_out = model.apply({"params": params}, x)
+  eval_out = apply(model, {"params": params}, x)
   assert not np.allclose(train(jax.random.key(2)), train(jax.random.key(3)))
   assert not np.allclose(train(jax.random.key(2)), eval_out)
-  np.testing.assert_array_equal(eval_out, model.apply({"params": params}, x))
+  np.testing.assert_array_equal(eval_out, apply(model, {"params": params}, x))
   # config.dropout=0 turns it off: training then equals evaluation.
   no_dropout = models.make_model(
       _config(model="alexnet_torchvision", dropout=0.0), 10)
   np.testing.assert_allclose(
-      no_dropout.apply({"params": params}, x, train=True), eval_out,
+      apply(no_dropout, {"params": params}, x, train=True), eval_out,
       rtol=1e-6, atol=1e-6)
 
 
@@ -272,15 +272,15 @@ def test_alexnet_bn_parameter_counts_match_keras():
 def test_alexnet_bn_body_is_1x1x256_at_32px_with_keras_same_padding():
   model, variables, x = _init_bn()
   assert models.alexnet_bn.spatial_sizes(32) == [4, 2, 2, 2, 1]
-  features = model.apply(variables, x, method="features")
+  features = apply(model, variables, x, method="features")
   assert features.shape == (4, 1, 1, 256)
   assert models.alexnet_bn.spatial_sizes(33) == [5, 3, 3, 3, 2]  # ceil
-  assert model.apply(variables, jnp.zeros((1, 33, 33, 3)),
+  assert apply(model, variables, jnp.zeros((1, 33, 33, 3)),
                      method="features").shape == (1, 2, 2, 256)
 
 
 def _train(model, variables, x, key=2):
-  return model.apply(variables, x, train=True,
+  return apply(model, variables, x, train=True,
                      rngs={"dropout": jax.random.key(key)},
                      mutable=["batch_stats"])
 
@@ -309,7 +309,7 @@ def test_alexnet_bn_training_updates_batch_stats_and_eval_does_not():
   np.testing.assert_allclose(updates["batch_stats"]["body"]["bn1"]["mean"],
                              0.01 * conv1.mean(axis=(0, 1, 2)),
                              rtol=1e-4, atol=1e-6)
-  _, eval_updates = model.apply(variables, x, mutable=["batch_stats"])
+  _, eval_updates = apply(model, variables, x, mutable=["batch_stats"])
   assert not any(_changed(_means(variables["batch_stats"]),
                           _means(eval_updates["batch_stats"])).values())
 
@@ -326,13 +326,13 @@ def test_alexnet_bn_frozen_norms_keep_their_statistics():
   # A frozen body normalises with its running statistics in training too:
   # its features equal evaluation's.
   np.testing.assert_allclose(
-      model.apply(variables, x, train=True, method="features"),
-      model.apply(variables, x, method="features"), rtol=1e-6, atol=1e-6)
+      apply(model, variables, x, train=True, method="features"),
+      apply(model, variables, x, method="features"), rtol=1e-6, atol=1e-6)
   unfrozen, _, _ = _init_bn()
   assert not np.allclose(
-      unfrozen.apply(variables, x, train=True, method="features",
+      apply(unfrozen, variables, x, train=True, method="features",
                      mutable=["batch_stats"])[0],
-      unfrozen.apply(variables, x, method="features"), atol=1e-3)
+      apply(unfrozen, variables, x, method="features"), atol=1e-3)
 
 
 def test_alexnet_bn_unknown_frozen_norm_is_a_clear_error():
@@ -347,8 +347,8 @@ def test_alexnet_bn_dropout_differs_per_key_and_eval_is_deterministic():
   out_a, _ = _train(model, variables, x, key=2)
   out_b, _ = _train(model, variables, x, key=3)
   assert not np.allclose(out_a, out_b)
-  np.testing.assert_array_equal(model.apply(variables, x),
-                                model.apply(variables, x))
+  np.testing.assert_array_equal(apply(model, variables, x),
+                                apply(model, variables, x))
   no_dropout, _, _ = _init_bn(dropout=0.0)
   np.testing.assert_array_equal(_train(no_dropout, variables, x, key=2)[0],
                                 _train(no_dropout, variables, x, key=3)[0])
@@ -368,7 +368,7 @@ def test_lenet_parameter_count_at_28px_by_hand():
       "head/fc3": 84 * 10 + 10,  # 850
   }
   assert _size(params) == 60074
-  features = model.apply({"params": params}, jnp.zeros((2, 28, 28, 1)),
+  features = apply(model, {"params": params}, jnp.zeros((2, 28, 28, 1)),
                          method="features")
   assert features.shape == (2, 5, 5, 16)
 
