@@ -20,8 +20,9 @@ sum(x), X^T X and X^T Y over batches, from which the whitened X^T X and
 X^T Y follow exactly (the bias column is orthogonal to centred features).
 The eigendecomposition of X^T X then gives W for every l2 of a grid at
 once (with fewer training examples than features, that of the smaller
-X X^T, from the features held: the same solutions); l2 is the one with the best accuracy on a held-out slice of the
-training images (its features do stay on the device: a few thousand).
+X X^T, from the features held: the same solutions); l2 is the one with the
+best accuracy on a held-out slice of the training images (its features do
+stay on the device: a few thousand).
 k-shot probes (k images per class, several random draws) solve the same
 problem in the N < D form, x^T (x x^T + l2 I)^-1 y, at big_vision's
 default l2 = 2^10 (k-shot sets are too small to hold out from).
