@@ -26,7 +26,7 @@ def init_variables(model, rng, *inputs, **kwargs):
   level. Arrays are traced; everything else (`train=False`, a positional
   False) is static, as eagerly. A model, its inputs' shapes and the static
   arguments compile once per test process."""
-  return _compiled(model, "init", rng, *inputs, **kwargs)
+  return _compiled(_init, model, rng, *inputs, **kwargs)
 
 
 def apply(model, variables, *inputs, **kwargs):
@@ -34,24 +34,25 @@ def apply(model, variables, *inputs, **kwargs):
   the training and evaluation steps run it), at XLA's default level: the
   same static/traced split as init_variables. Eagerly, each op of the
   model would compile on its own."""
-  return _compiled(model, "apply", variables, *inputs, **kwargs)
+  return _compiled(_apply, model, variables, *inputs, **kwargs)
 
 
-def _compiled(model, name, first, *inputs, **kwargs):
+def _compiled(jitted, model, first, *inputs, **kwargs):
+  """jitted(model, treedef, static, first, arrays): the arrays among
+  (inputs, kwargs) traced, the rest static."""
   leaves, treedef = jax.tree.flatten((inputs, kwargs))
   traced = [isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves]
   static = tuple((True, None) if t else (False, leaf)
                  for leaf, t in zip(leaves, traced))
   arrays = [leaf for leaf, t in zip(leaves, traced) if t]
-  call = _init if name == "init" else _apply
-  return call(model, treedef, static, first, arrays)
+  return jitted(model, treedef, static, first, arrays)
 
 
-def _call(name, model, treedef, static, first, arrays):
+def _call(method, model, treedef, static, first, arrays):
   arrays = iter(arrays)
   leaves = [next(arrays) if is_traced else leaf for is_traced, leaf in static]
   inputs, kwargs = jax.tree.unflatten(treedef, leaves)
-  return getattr(model, name)(first, *inputs, **kwargs)
+  return getattr(model, method)(first, *inputs, **kwargs)
 
 
 _init = jax.jit(functools.partial(_call, "init"), static_argnums=(0, 1, 2),

@@ -83,22 +83,18 @@ def test_eight_devices_train_a_bn_model_like_one(tmp_path):
           "--config.val_subset=64", "--config.batch_size=32",
           "--config.eval_batch_size=64", "--config.num_epochs=1",
           "--config.optimizer=sgd", "--config.progress_bar=False")
-  records = {}
-  for devices in (1, 8):
-    workdir = tmp_path / str(devices)
-    if devices == 1:  # a process's default: forked from the CLI server
-      result = run_cli(*args, f"--workdir={workdir}")
-    else:
-      env = dict(os.environ,
-                 XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-      result = subprocess.run(
-          [sys.executable, "-m", "jaxtransfer.main", *args,
-           f"--workdir={workdir}"], cwd=REPO_ROOT, env=env,
-          capture_output=True, text=True, timeout=600)
+  # One device, a process's default: forked from the CLI server. Eight: a
+  # fresh process, since XLA reads its flags once.
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  results = [
+      run_cli(*args, f"--workdir={tmp_path / '1'}"),
+      subprocess.run([sys.executable, "-m", "jaxtransfer.main", *args,
+                      f"--workdir={tmp_path / '8'}"], cwd=REPO_ROOT, env=env,
+                     capture_output=True, text=True, timeout=600)]
+  for result in results:
     assert result.returncode == 0, result.stderr[-3000:]
-    records[devices] = [json.loads(l) for l in
-                        (workdir / "metrics.jsonl").read_text().splitlines()]
-  one, eight = records[1][-1], records[8][-1]
+  one, eight = (json.loads((tmp_path / d / "metrics.jsonl").read_text()
+                           .splitlines()[-1]) for d in ("1", "8"))
   assert eight["devices"] == 8 and one["devices"] == 1
   assert one["step"] == eight["step"] == 1
   for key in ("train_loss", "val_loss"):

@@ -109,8 +109,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_bit_identical(reference, tmp_
   assert last.startswith("interrupted: stopped at epoch") and "Run the same command" in last
   assert "Traceback" not in stderr
   steps = checkpoints.RunCheckpoints(str(tmp_path), read_only=True).steps()
-  steps_per_epoch = 640 // 32
-  assert steps[-1] % steps_per_epoch != 0, steps  # a checkpoint mid-epoch
+  assert steps[-1] % STEPS_PER_EPOCH != 0, steps  # a checkpoint mid-epoch
   result = kill_resume.finish(str(tmp_path), ARGS)
   assert result.returncode == 0, result.stderr[-3000:]
   assert kill_resume.identical(kill_resume.outcome(str(tmp_path)), expected)

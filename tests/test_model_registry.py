@@ -100,7 +100,7 @@ def test_every_model_has_the_uniform_interface(name):
   # The training loop's call: dropout rng, mutable batch_stats if any.
   mutable = ["batch_stats"] if has_norms else False
   out = apply(model, variables, x, train=True,
-                    rngs={"dropout": jax.random.key(2)}, mutable=mutable)
+              rngs={"dropout": jax.random.key(2)}, mutable=mutable)
   out = out[0] if has_norms else out
   assert out.shape == (3, 7) and out.dtype == jnp.float32
 

@@ -135,7 +135,7 @@ def test_alexnet_accepts_train_and_ignores_it():
   x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
   eval_out = apply(model, {"params": params}, x)
   train_out = apply(model, {"params": params}, x, train=True,
-                          rngs={"dropout": jax.random.key(2)})
+                    rngs={"dropout": jax.random.key(2)})
   np.testing.assert_array_equal(eval_out, train_out)
 
 
@@ -146,7 +146,7 @@ def test_alexnet_dropout_when_asked_keeps_the_parameter_tree():
   assert _shapes(params) == _shapes(_init(models.Classifier(10), 64)[0])
   x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
   train = lambda key: apply(model, {"params": params}, x, train=True,
-                                  rngs={"dropout": key})
+                            rngs={"dropout": key})
   assert not np.allclose(train(jax.random.key(2)), train(jax.random.key(3)))
 
 
@@ -213,7 +213,7 @@ def test_alexnet_torchvision_dropout_is_active_only_in_training():
   params, x = _init(model, 64)
   x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
   train = lambda key: apply(model, {"params": params}, x, train=True,
-                                  rngs={"dropout": key})
+                            rngs={"dropout": key})
   eval_out = apply(model, {"params": params}, x)
   assert not np.allclose(train(jax.random.key(2)), train(jax.random.key(3)))
   assert not np.allclose(train(jax.random.key(2)), eval_out)
@@ -276,13 +276,13 @@ def test_alexnet_bn_body_is_1x1x256_at_32px_with_keras_same_padding():
   assert features.shape == (4, 1, 1, 256)
   assert models.alexnet_bn.spatial_sizes(33) == [5, 3, 3, 3, 2]  # ceil
   assert apply(model, variables, jnp.zeros((1, 33, 33, 3)),
-                     method="features").shape == (1, 2, 2, 256)
+               method="features").shape == (1, 2, 2, 256)
 
 
 def _train(model, variables, x, key=2):
   return apply(model, variables, x, train=True,
-                     rngs={"dropout": jax.random.key(key)},
-                     mutable=["batch_stats"])
+               rngs={"dropout": jax.random.key(key)},
+               mutable=["batch_stats"])
 
 
 def _changed(before, after) -> dict[str, bool]:
@@ -331,7 +331,7 @@ def test_alexnet_bn_frozen_norms_keep_their_statistics():
   unfrozen, _, _ = _init_bn()
   assert not np.allclose(
       apply(unfrozen, variables, x, train=True, method="features",
-                     mutable=["batch_stats"])[0],
+            mutable=["batch_stats"])[0],
       apply(unfrozen, variables, x, method="features"), atol=1e-3)
 
 
@@ -369,7 +369,7 @@ def test_lenet_parameter_count_at_28px_by_hand():
   }
   assert _size(params) == 60074
   features = apply(model, {"params": params}, jnp.zeros((2, 28, 28, 1)),
-                         method="features")
+                   method="features")
   assert features.shape == (2, 5, 5, 16)
 
 
