@@ -3,6 +3,7 @@
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -191,7 +192,6 @@ def test_missing_autoencoder_checkpoint_is_a_clear_error(tmp_path):
 
 def test_autoencoder_checkpoint_of_other_shapes_lists_the_mismatches(tmp_path):
   from jaxtransfer import models
-  import jax
   fresh = jax.eval_shape(
       lambda: models.Classifier(10).init(jax.random.key(0),
                                          jnp.zeros((1, 64, 64, 3)))["params"])
@@ -214,6 +214,36 @@ def test_autoencoder_checkpoint_of_other_shapes_lists_the_mismatches(tmp_path):
   assert "body/conv1/kernel: shape (5, 5, 3, 64), expected (11, 11, 3, 64)" in message
   assert "body/conv5/kernel: missing" in message and "body/conv5/bias: missing" in message
   assert "body/conv2" not in message
+
+
+@pytest.mark.parametrize("with_statistics", [True, False])
+def test_load_variables_reads_the_params_and_statistics_bit_for_bit(
+    tmp_path, with_statistics):
+  """The fields a model needs, as numpy, from a state that also holds an
+  optimizer's (read partially: benchmarks/checkpoint_read.py); a model
+  without BatchNorm gets {} for its statistics."""
+  rng = np.random.default_rng(0)
+  normal = lambda *shape: rng.normal(size=shape).astype(np.float32)
+  params = {"body": {"conv1": {"kernel": normal(2, 3, 3, 3, 4),
+                               "bias": normal(2, 4)}},
+            "head": {"fc1": {"kernel": normal(2, 4, 10)}}}
+  state = {"step": np.int32(7), "params": params,
+           "opt_state": {"mu": jax.tree.map(lambda a: a + 1, params),
+                         "count": np.array([7, 7], np.int32)}}
+  if with_statistics:
+    state["batch_stats"] = {"body": {"bn1": {"mean": normal(2, 4),
+                                             "var": normal(2, 4) ** 2}}}
+  store = checkpoints.RunCheckpoints(str(tmp_path))
+  store.save(7, state, [], {}, None)
+  store.close()
+  got_params, got_stats, step = checkpoints.load_variables(str(tmp_path))
+  assert step == 7
+  expected_stats = state.get("batch_stats", {})
+  for got, want in ((got_params, params), (got_stats, expected_stats)):
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      assert isinstance(a, np.ndarray) and a.dtype == b.dtype
+      np.testing.assert_array_equal(a, b)
 
 
 @needs_cifar10
