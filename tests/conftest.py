@@ -47,6 +47,15 @@ needs_cifar10 = pytest.mark.skipif(
     reason="needs a prepared TFDS cifar10 (set TFDS_DATA_DIR; CI uses ../shared/tfds)")
 
 
+# A two-layer notation net at 32 px: for tests of the loop, workdirs,
+# studies and reports rather than of a model. A cold run of tiny_config
+# with it took 10.3 s (13.1 s CPU) against 15.8 s (22.1 s CPU) with the
+# default AlexNet at 64 px.
+SMALL_NET = dict(model="notation", encoder="C(8)>C(16)",
+                 classifier="L(32)>L'(10)", image_size=32)
+SMALL_NET_FLAGS = tuple(f"--config.{k}={v}" for k, v in SMALL_NET.items())
+
+
 def tiny_config(**overrides):
   """A classifier config that trains in seconds on 2 CPU cores."""
   from configs import default

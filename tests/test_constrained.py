@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import needs_cifar10, tiny_config
+from conftest import SMALL_NET, needs_cifar10, tiny_config
 from jaxtransfer import data
 from jaxtransfer.engine import tasks
 from jaxtransfer.study import runner
@@ -60,9 +60,8 @@ def test_bad_resample_names_the_field():
 def test_constrained_study_reports_accuracy_per_class(tmp_path):
   # A small notation net (the data and the metrics are what is checked)
   config = tiny_config(class_fraction=CONSTRAINED, train_subset=400,
-                       val_subset=100, num_epochs=1, image_size=32,
-                       model="notation", encoder="C(8)>C(16)",
-                       classifier="L(32)>L'(10)", per_class_metrics=True)
+                       val_subset=100, num_epochs=1,
+                       per_class_metrics=True, **SMALL_NET)
   with config.unlocked():
     config.study = {"arms": ({"name": "constrained"},
                              {"name": "undersample", "resample": "undersample"},

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import readme_commands
-from conftest import (needs_cifar10, run_cli, run_command, tensorboard_scalars,
-                      tiny_config)
+from conftest import (SMALL_NET, needs_cifar10, run_cli, run_command,
+                      tensorboard_scalars, tiny_config)
 from jaxtransfer.core import checkpoints, workdir
 from jaxtransfer.engine import experiment, initialization
 from jaxtransfer.core.errors import UserError
@@ -96,9 +96,11 @@ def test_eval_best_checkpoint_picks_the_lowest_val_loss(smoke_run):
 
 @needs_cifar10
 def test_resumed_run_continues_the_same_trajectory(tmp_path):
-  straight = experiment.train(tiny_config(num_epochs=3), str(tmp_path / "a"))
-  experiment.train(tiny_config(num_epochs=2), str(tmp_path / "b"))
-  resumed = experiment.train(tiny_config(num_epochs=3), str(tmp_path / "b"))
+  straight = experiment.train(tiny_config(num_epochs=3, **SMALL_NET),
+                              str(tmp_path / "a"))
+  experiment.train(tiny_config(num_epochs=2, **SMALL_NET), str(tmp_path / "b"))
+  resumed = experiment.train(tiny_config(num_epochs=3, **SMALL_NET),
+                             str(tmp_path / "b"))
   assert [r["epoch"] for r in resumed] == [1, 2, 3]
   assert resumed[-1]["steps_in_this_process"] == straight[-1]["steps_in_this_process"]
   for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "step"):
@@ -113,8 +115,8 @@ def test_resumed_run_continues_the_same_trajectory(tmp_path):
 
 @needs_cifar10
 def test_finished_run_is_not_trained_again(tmp_path):
-  first = experiment.train(tiny_config(num_epochs=1), str(tmp_path))
-  again = experiment.train(tiny_config(num_epochs=1), str(tmp_path))
+  first = experiment.train(tiny_config(num_epochs=1, **SMALL_NET), str(tmp_path))
+  again = experiment.train(tiny_config(num_epochs=1, **SMALL_NET), str(tmp_path))
   assert again == first
 
 
@@ -125,15 +127,16 @@ def _snapshot(root):
 
 @needs_cifar10
 def test_workdir_of_another_config_is_refused_then_archived_with_fresh(tmp_path):
-  experiment.train(tiny_config(num_epochs=1), str(tmp_path))
+  experiment.train(tiny_config(num_epochs=1, **SMALL_NET), str(tmp_path))
   before = _snapshot(tmp_path)
   with pytest.raises(UserError) as error:
-    experiment.train(tiny_config(num_epochs=1, learning_rate=0.01), str(tmp_path))
+    experiment.train(tiny_config(num_epochs=1, learning_rate=0.01, **SMALL_NET),
+                     str(tmp_path))
   message = str(error.value)
   assert "learning_rate: 0.001 -> 0.01" in message and "--fresh" in message
   assert _snapshot(tmp_path) == before  # nothing touched
-  experiment.train(tiny_config(num_epochs=1, learning_rate=0.01), str(tmp_path),
-                   fresh=True)
+  experiment.train(tiny_config(num_epochs=1, learning_rate=0.01, **SMALL_NET),
+                   str(tmp_path), fresh=True)
   archived = list((tmp_path / workdir.ARCHIVE_DIR).iterdir())
   assert len(archived) == 1
   old_config = json.loads((archived[0] / "config.json").read_text())
@@ -154,7 +157,7 @@ def test_fresh_archives_a_study_or_a_staged_run_whole(tmp_path, kind):
 
   def run(learning_rate, **kwargs):
     config = tiny_config(num_epochs=1, train_subset=64, val_subset=50,
-                         learning_rate=learning_rate)
+                         learning_rate=learning_rate, **SMALL_NET)
     with config.unlocked():
       if kind == "study":
         config.study = ml_collections.ConfigDict({"arms": ({"name": "a"},)})
@@ -248,7 +251,7 @@ def test_load_variables_reads_the_params_and_statistics_bit_for_bit(
 
 @needs_cifar10
 def test_feature_cache_trains_the_head_to_the_same_result(tmp_path):
-  common = dict(freeze="head", num_epochs=2, num_seeds=2)
+  common = dict(freeze="head", num_epochs=2, num_seeds=2, **SMALL_NET)
   cached = experiment.train(tiny_config(**common), str(tmp_path / "cached"))
   direct = experiment.train(tiny_config(cache_features=False, **common),
                             str(tmp_path / "direct"))

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import pytest
 
 from benchmarks import kill_resume
-from conftest import REPO_ROOT, needs_cifar10, run_cli, tiny_config
+from conftest import REPO_ROOT, SMALL_NET, needs_cifar10, run_cli, tiny_config
 from jaxtransfer.core import checkpoints, workdir as workdir_lib
 from jaxtransfer.engine import experiment, steps, training
 
@@ -131,7 +131,8 @@ def test_absurd_learning_rate_stops_naming_epoch_and_step(tmp_path):
 @needs_cifar10
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   workdir = str(tmp_path)
-  experiment.train(tiny_config(num_epochs=1), workdir)  # one good epoch
+  experiment.train(tiny_config(num_epochs=1, **SMALL_NET),
+                   workdir)  # one good epoch
   good = checkpoints.RunCheckpoints(workdir, read_only=True).latest_step()
   # Resume for a second epoch whose forward pass turns non-finite.
   healthy = steps.forward
@@ -142,7 +143,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
 
   monkeypatch.setattr(steps, "forward", poisoned)
   with pytest.raises(training.Diverged, match=r"at epoch 2, step 11"):
-    experiment.train(tiny_config(num_epochs=2), workdir)
+    experiment.train(tiny_config(num_epochs=2, **SMALL_NET), workdir)
   assert checkpoints.RunCheckpoints(workdir, read_only=True).steps()[-1] == good
   lines = (tmp_path / "metrics.jsonl").read_text().strip().splitlines()
   assert [json.loads(l)["epoch"] for l in lines] == [1]

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import needs_cifar10, run_cli, tiny_config
+from conftest import SMALL_NET, needs_cifar10, run_cli, tiny_config
 from jaxtransfer.core import checkpoints
 from jaxtransfer.data import kfold
 from jaxtransfer.engine import training, validation
@@ -34,8 +34,7 @@ def test_folds_are_stratified_disjoint_and_fixed():
 
 
 def _config(**overrides):
-  settings = dict(model="notation", encoder="C(8)>C(16)",
-                  classifier="L(32)>L'(10)", image_size=32, train_subset=300,
+  settings = dict(**SMALL_NET, train_subset=300,
                   val_subset=100, batch_size=25, num_epochs=2,
                   optimizer="adam", learning_rate=1e-3, validation="kfold",
                   folds=3, fold=-1, seed_parallelism="unroll")

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from benchmarks import kill_resume
-from conftest import needs_cifar10, run_cli, tiny_config
+from conftest import (SMALL_NET, SMALL_NET_FLAGS, needs_cifar10, run_cli,
+                      tiny_config)
 from test_interrupts import assert_resumed_from_the_checkpoint
 from jaxtransfer import data
 from jaxtransfer.core import checkpoints, configlib, workdir as workdir_lib
@@ -82,10 +83,9 @@ def test_alexnet_bn_killed_run_resumes_bit_identical(bn_reference, tmp_path):
 @needs_cifar10
 def test_grid_study_over_two_other_fields_reports_them(tmp_path):
   # The grid's plan, configs and report: not what it learns (160 images,
-  # test_sweeps.py's two-layer net instead of AlexNet-BN).
+  # the two-layer net, conftest.SMALL_NET, instead of AlexNet-BN).
   result = run_cli("--config=configs/grid.py:smoke,num_seeds=1",
-                   "--config.model=notation", "--config.encoder=C(8)>C(16)",
-                   "--config.classifier=L(32)>L'(10)",
+                   *SMALL_NET_FLAGS,
                    "--config.train_subset=160", "--config.val_subset=100",
                    "--config.batch_size=32", "--config.num_epochs=1",
                    "--config.progress_bar=False", f"--workdir={tmp_path}")
@@ -137,7 +137,7 @@ def test_grid_arms_names_and_bad_fields():
 
 @needs_cifar10
 def test_eval_does_not_read_the_training_split(tmp_path, monkeypatch):
-  config = tiny_config(num_epochs=1, normalization="dataset")
+  config = tiny_config(num_epochs=1, normalization="dataset", **SMALL_NET)
   history = training.train_and_evaluate(config, str(tmp_path))
   assert len(history[-1]["input_mean"]) == 3
   assert workdir_lib.run_pixel_stats(str(tmp_path)) == (

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import import_torchvision, needs_cifar10, tiny_config
+from conftest import SMALL_NET, import_torchvision, needs_cifar10, tiny_config
 from jaxtransfer.core import configlib, workdir as workdir_lib
 from jaxtransfer.data import augment, views
 from jaxtransfer.engine import steps, validation
@@ -218,7 +218,8 @@ def test_training_on_six_views_runs_an_epoch_of_6n(tmp_path):
   from jaxtransfer.engine import training
   config = tiny_config(**{"augment.six_views": True,
                           "augment.random_resized_crop": True},
-                       train_subset=40, num_epochs=1, freeze="head")
+                       train_subset=40, num_epochs=1, freeze="head",
+                       **SMALL_NET)
   records = training.train_and_evaluate(config, str(tmp_path / "run"))
   record = records[-1]
   assert record["features_cached"] is False  # (a frozen body would cache)

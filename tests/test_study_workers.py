@@ -27,16 +27,14 @@ CONFIG_FILE = """
 import sys
 sys.path.insert(0, {tests!r})
 import ml_collections
-from conftest import tiny_config
+from conftest import SMALL_NET, tiny_config
 
 
 def get_config(arg=None):
-  # Half tiny_config's images and a two-layer net (test_sweeps.py's): the
-  # tests compare floats between ways of running a study, not what it
-  # learns.
+  # Half tiny_config's images and the two-layer net: the tests compare
+  # floats between ways of running a study, not what it learns.
   config = tiny_config(num_epochs={epochs}, train_subset=160, val_subset=100,
-                       model="notation", encoder="C(8)>C(16)",
-                       classifier="L(32)>L'(10)", image_size=32)
+                       **SMALL_NET)
   with config.unlocked():
     config.study = ml_collections.ConfigDict()
     config.study.grid = {{"learning_rate": {rates!r}}}

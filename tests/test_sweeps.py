@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import needs_cifar10, tiny_config
+from conftest import SMALL_NET, needs_cifar10, tiny_config
 from jaxtransfer.core import checkpoints
 from jaxtransfer.engine import (run_setup, steps, variants, training,
                                 validation)
@@ -18,8 +18,7 @@ TIMINGS = {"epoch_seconds", "eval_seconds", "compile_seconds",
 
 
 def _config(**overrides):
-  settings = dict(model="notation", encoder="C(8)>C(16)",
-                  classifier="L(32)>L'(10)", image_size=32, train_subset=256,
+  settings = dict(**SMALL_NET, train_subset=256,
                   val_subset=100, batch_size=32, num_epochs=2,
                   optimizer="adam", learning_rate=1e-3, num_seeds=2)
   config = tiny_config(**{**settings, **overrides})
