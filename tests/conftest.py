@@ -189,3 +189,39 @@ def import_torchvision():
   sys.modules["torchvision._meta_registrations"] = types.ModuleType(
       "torchvision._meta_registrations")
   return importlib.import_module("torchvision")
+
+
+# The modules with a module-scoped fixture (a run or model their tests all
+# read; tests/test_suite_scheduling.py keeps this list true). pytest-xdist's
+# default scheduling ('load') may split a module between the two workers,
+# and each then builds the fixture: the smoke twice is two more minutes of
+# CI. Each of these modules is one unit of work for one worker, dealt first
+# (pytest-xdist deals the larger units first); every other test is a unit of
+# its own, as with 'load'. `--dist=loadgroup` would do this with marks, but
+# with pytest 9.2 it groups nothing (pytest-xdist issue #1386).
+SHARED_FIXTURE_MODULES = frozenset({
+    "test_analysis.py", "test_attacks.py", "test_bad_input.py",
+    "test_conversion.py", "test_datasets.py", "test_distributed.py",
+    "test_end_to_end.py", "test_initializers.py", "test_interrupts.py",
+    "test_lab.py", "test_optimizers.py", "test_stages.py", "test_zoo.py"})
+
+
+def work_unit(nodeid: str) -> str:
+  """The unit of work a test belongs to: its module's path for
+  SHARED_FIXTURE_MODULES, else the test itself."""
+  module = nodeid.split("::", 1)[0]
+  return module if os.path.basename(module) in SHARED_FIXTURE_MODULES else nodeid
+
+
+def pytest_xdist_make_scheduler(config, log):
+  """With the default --dist=load: pytest-xdist's load-scope scheduling by
+  work_unit (another --dist the user asks for is theirs)."""
+  if config.getvalue("dist") != "load":
+    return None
+  from xdist.scheduler import LoadScopeScheduling
+
+  class SharedFixturesTogether(LoadScopeScheduling):
+    def _split_scope(self, nodeid: str) -> str:
+      return work_unit(nodeid)
+
+  return SharedFixturesTogether(config, log)
