@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(TESTS_DIR)
@@ -213,15 +214,18 @@ def work_unit(nodeid: str) -> str:
   return module if os.path.basename(module) in SHARED_FIXTURE_MODULES else nodeid
 
 
+class SharedFixturesTogether(LoadScopeScheduling):
+  """pytest-xdist's load-scope scheduling with work_unit as the scope (its
+  own 'loadgroup' overrides the same method; test_suite_scheduling.py
+  checks that the scheduler still asks it)."""
+
+  def _split_scope(self, nodeid: str) -> str:
+    return work_unit(nodeid)
+
+
 def pytest_xdist_make_scheduler(config, log):
-  """With the default --dist=load: pytest-xdist's load-scope scheduling by
-  work_unit (another --dist the user asks for is theirs)."""
+  """SharedFixturesTogether with the default --dist=load (another --dist
+  the user asks for is theirs)."""
   if config.getvalue("dist") != "load":
     return None
-  from xdist.scheduler import LoadScopeScheduling
-
-  class SharedFixturesTogether(LoadScopeScheduling):
-    def _split_scope(self, nodeid: str) -> str:
-      return work_unit(nodeid)
-
   return SharedFixturesTogether(config, log)
