@@ -52,13 +52,16 @@ def saved_run(model: str, seeds: int, directory: str) -> None:
 
 
 def whole_state(directory: str) -> dict:
-  """The previous way: the whole state restored, then params and stats."""
-  store = checkpoints.RunCheckpoints(directory, read_only=True)
+  """The previous way: the whole state restored (orbax, no target), then
+  params and stats."""
+  manager = ocp.CheckpointManager(
+      checkpoints.checkpoint_dir(directory),
+      options=ocp.CheckpointManagerOptions(read_only=True, create=False))
   try:
-    raw = store._manager.restore(  # pylint: disable=protected-access
-        1, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+    raw = manager.restore(1, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore())).state
   finally:
-    store.close()
+    manager.close()
   return {name: jax.device_get(raw[name]) for name in checkpoints.VARIABLES
           if name in raw}
 

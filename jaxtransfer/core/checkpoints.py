@@ -157,8 +157,8 @@ class RunCheckpoints:
     step_path = ocp.path.step.build_step_path(
         self.directory, ocp.path.step.standard_name_format(), step)
     try:
-      saved = ocp.StandardCheckpointer().metadata(
-          step_path / "state").item_metadata
+      with ocp.StandardCheckpointer() as checkpointer:
+        saved = checkpointer.metadata(step_path / "state").item_metadata
       wanted = {name: saved[name] for name in VARIABLES if name in saved}
     except Exception as e:  # orbax/tensorstore raise many types
       raise self._unrestorable(step, e) from e
