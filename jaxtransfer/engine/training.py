@@ -223,7 +223,9 @@ def _train(config, config_dict, workdir, store, name, hooks, dataset, setup,
       tensorboard_events.EventWriters(workdir, history)))
             if distributed.is_primary() else None)
 
-  one_model = jax.tree.map(lambda x: x[0], state.params)
+  # One model's shapes (slicing the arrays would compile an op per shape).
+  one_model = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state.params)
   trainable_count, total_count = freezing.count_parameters(one_model,
                                                            setup.trainable)
   log("%s: %d of %d parameters trainable per model (rules %s)", name,
