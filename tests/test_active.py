@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import needs_cifar10, run_cli, tiny_config
+from model_init import apply
 from jaxtransfer import data
 from jaxtransfer.engine import run_setup, steps, training, validation
 from jaxtransfer.features.active import active_learning, active_report
@@ -71,10 +72,11 @@ def test_pool_query_is_the_host_side_top_k(strategy):
   chosen, _ = query(variables, batches, jnp.asarray(labelled), jax.random.key(0))
   chosen = np.asarray(chosen)
 
-  # Host side: each example through the model alone, in float64 numpy.
+  # Host side: each example through the model alone (one jitted forward
+  # pass, compiled once for a batch of 1), the scores in float64 numpy.
   inputs = data.to_model_input(data.to_unit_float(pool.images), 64,
                                setup.mean, setup.std)
-  logits = np.stack([np.asarray(setup.model.apply(variables, inputs[i:i + 1]))[0]
+  logits = np.stack([np.asarray(apply(setup.model, variables, inputs[i:i + 1]))[0]
                      for i in range(70)]).astype(np.float64)
   probs = np.exp(logits - logits.max(1, keepdims=True))
   probs /= probs.sum(1, keepdims=True)

@@ -19,7 +19,7 @@ from torch import nn  # noqa: E402
 
 import readme_commands  # noqa: E402
 from conftest import REPO_ROOT, needs_cifar10, run_cli  # noqa: E402
-from model_init import init_variables  # noqa: E402
+from model_init import apply, init_variables  # noqa: E402
 from jaxtransfer import models
 from jaxtransfer.core import checkpoints
 from jaxtransfer.engine import freezing, initialization
@@ -89,7 +89,8 @@ def test_body_features_match_pytorch(torch_model, converted, size):
   x_torch, x_flax = _inputs(size)
   with torch.no_grad():
     expected = torch_model.features(torch.from_numpy(x_torch)).numpy()
-  actual = models.AlexNetBody().apply({"params": converted["params"]["body"]}, x_flax)
+  actual = apply(models.AlexNetBody(), {"params": converted["params"]["body"]},
+                 x_flax)
   actual = np.asarray(actual).transpose(0, 3, 1, 2)
   assert actual.shape == expected.shape
   assert np.abs(expected).max() > 0.1  # a meaningful comparison, not zeros
@@ -101,8 +102,8 @@ def test_imagenet_logits_match_pytorch(torch_model, converted, size):
   x_torch, x_flax = _inputs(size, seed=2)
   with torch.no_grad():
     expected = torch_model(torch.from_numpy(x_torch)).numpy()
-  actual = np.asarray(models.TorchvisionAlexNet().apply(
-      {"params": converted["params"]}, x_flax))
+  actual = np.asarray(apply(models.TorchvisionAlexNet(),
+                            {"params": converted["params"]}, x_flax))
   assert actual.shape == (2, 1000)
   assert _relative_error(actual, expected) <= 1e-4
   assert (actual.argmax(-1) == expected.argmax(-1)).all()

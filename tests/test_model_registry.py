@@ -113,8 +113,8 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(name):
       jnp.dtype(jnp.float32)}
   logits = apply(model, variables, x)
   assert logits.dtype == jnp.float32
-  reference = models.make_model(
-      _config(model=name, image_size=NATURAL[name][0]), 7).apply(variables, x)
+  reference = apply(models.make_model(
+      _config(model=name, image_size=NATURAL[name][0]), 7), variables, x)
   assert not np.array_equal(logits, reference)  # really computed in bf16
   np.testing.assert_allclose(logits, reference, rtol=0.1, atol=0.1)
 

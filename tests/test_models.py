@@ -33,7 +33,7 @@ def test_classifier_output_and_feature_shapes(size, spatial):
   logits = apply(model, {"params": params}, x)
   assert logits.shape == (2, 10)
   assert logits.dtype == jnp.float32
-  features = models.AlexNetBody().apply({"params": params["body"]}, x)
+  features = apply(models.AlexNetBody(), {"params": params["body"]}, x)
   assert features.shape == (2, spatial, spatial, 256)
   assert models.feature_dim(size) == 256 * spatial * spatial
   assert params["head"]["fc1"]["kernel"].shape == (256 * spatial**2, 500)
@@ -72,7 +72,7 @@ def test_autoencoder_reconstructs_the_input_shape_with_the_same_body(size):
 def test_smallest_image_size_is_63_and_smaller_is_a_clear_error():
   assert models.MIN_IMAGE_SIZE == 63
   params, x = _init(models.Classifier(num_classes=10), 63, batch=1)
-  assert models.Classifier(10).apply({"params": params}, x).shape == (1, 10)
+  assert apply(models.Classifier(10), {"params": params}, x).shape == (1, 10)
   with pytest.raises(UserError, match="at least 63 px"):
     models.check_image_size(62)
 
@@ -163,8 +163,8 @@ def test_alexnet_torchvision_matches_torchvision_alexnet_in_eval():
   assert set(params["head"]) == {"fc6", "fc7", "fc8"}
   assert params["head"]["fc6"]["kernel"].shape == (6 * 6 * 256, 4096)
   x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
-  expected = models.TorchvisionAlexNet(1000).apply(
-      {"params": _copy_to_torchvision_layout(params)}, x)
+  expected = apply(models.TorchvisionAlexNet(1000),
+                   {"params": _copy_to_torchvision_layout(params)}, x)
   actual = apply(model, {"params": params}, x)
   np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
   features = apply(model, {"params": params}, x, method="features")
