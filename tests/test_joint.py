@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import needs_cifar10, tiny_config
+from conftest import SMALL_NET, needs_cifar10, tiny_config
 from jaxtransfer import models
 from jaxtransfer.engine import tasks, training, validation
 from jaxtransfer.core.errors import UserError
@@ -151,8 +151,9 @@ def test_blurred_study_report_has_the_seeds_pictures(tmp_path):
   from jaxtransfer.study import runner
   config = blurred.get_config("smoke")
   config.train_subset, config.val_subset, config.num_epochs = 640, 200, 1
-  # A small net in v4's place (the arms' arch): the report is checked here
-  config.encoder, config.classifier = "C(8)>C(16)", "L(32)>L'(10)"
+  # The two-layer net in v4's place (the arms' arch): the report is checked
+  config.encoder = SMALL_NET["encoder"]
+  config.classifier = SMALL_NET["classifier"]
   config.progress_bar = False
   runner.run(config, str(tmp_path))
   with np.load(tmp_path / "with_decoder" / "reconstructions.npz") as saved:
